@@ -1,0 +1,34 @@
+# Two jobs for a fresh machine: `make demo` (the main job) and `make test`.
+# Both create, or reuse, the virtual environment .venv at the repository root.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export OMP_WAIT_POLICY ?= PASSIVE
+export HF_HUB_DISABLE_TELEMETRY ?= 1
+
+.PHONY: venv demo test test-slow test-all clean
+
+$(STAMP): pyproject.toml requirements/torch.txt requirements/dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements/dev.txt
+	$(BIN)/python -m pip install -q -e '.[train,export,onnx,viz,dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m training demo --out runs/demo
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
+
+test-all: test test-slow
+
+clean:
+	rm -rf runs build dist *.egg-info .pytest_cache

@@ -1,0 +1,122 @@
+"""Find a checkpoint's files in a local folder or a Hugging Face Hub repository (torch-free).
+
+Every failure becomes a CheckpointError that names the folder or repository, the file and the
+revision, instead of the client's HTTP error from deep inside.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import CheckpointError
+
+
+def is_local(model_id: str | os.PathLike) -> bool:
+    """A path that exists, or is written like a path, is local; anything else is a Hub id."""
+    text = os.fspath(model_id)
+    if os.path.exists(text):
+        return True
+    return (
+        text.startswith((".", "/", "~"))
+        or os.sep in text.rstrip(os.sep).split(os.sep, 1)[-1]  # more than one slash: a path
+        or (os.altsep is not None and os.altsep in text)
+    )
+
+
+def resolve_file(
+    model_id: str | os.PathLike,
+    filename: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    force_download: bool = False,
+    required: bool = True,
+) -> Path | None:
+    """The local path of `filename` in a checkpoint folder or Hub repository.
+
+    With `required=False` a file the checkpoint does not have gives None; every other problem
+    (no such folder or repository, unknown revision, no network) raises CheckpointError.
+    """
+    text = os.fspath(model_id)
+    if is_local(text):
+        folder = Path(text).expanduser()
+        if not folder.exists():
+            raise CheckpointError(f"{folder}: no such checkpoint folder")
+        if not folder.is_dir():
+            raise CheckpointError(f"{folder}: not a folder (a checkpoint is a folder with config.json)")
+        path = folder / filename
+        if path.is_file():
+            return path
+        if required:
+            raise CheckpointError(f"{path}: not found; a qpm-zoo checkpoint folder has {filename}")
+        return None
+    return _download(text, filename, revision, cache_dir, local_files_only, token, force_download, required)
+
+
+def _download(
+    repo_id: str,
+    filename: str,
+    revision: str | None,
+    cache_dir: str | os.PathLike | None,
+    local_files_only: bool,
+    token: str | bool | None,
+    force_download: bool,
+    required: bool,
+) -> Path | None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HFValidationError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    from .version import __version__
+
+    where = f"Hub repository '{repo_id}'" + (f" at revision '{revision}'" if revision else "")
+    try:
+        return Path(
+            hf_hub_download(
+                repo_id=repo_id,
+                filename=filename,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                token=token,
+                force_download=force_download,
+                library_name="qpm-zoo",
+                library_version=__version__,
+            )
+        )
+    except HFValidationError as e:
+        raise CheckpointError(
+            f"{repo_id!r} is neither an existing folder nor a valid Hub repository id ({e})"
+        ) from None
+    except RepositoryNotFoundError:
+        raise CheckpointError(
+            f"{where}: repository not found (or private: pass token= / run `hf auth login`)"
+        ) from None
+    except RevisionNotFoundError:
+        raise CheckpointError(f"{where}: no such revision (branch, tag or commit)") from None
+    except LocalEntryNotFoundError:
+        # Offline, or not reachable, and not in the cache: this is not "the file is missing".
+        raise CheckpointError(
+            f"{where}: {filename} is not in the local cache and the Hub cannot be reached "
+            "(offline mode or no network)"
+        ) from None
+    except EntryNotFoundError:
+        if required:
+            raise CheckpointError(f"{where}: the repository has no {filename}") from None
+        return None
+    except OfflineModeIsEnabled:
+        raise CheckpointError(f"{where}: {filename} is not cached and HF_HUB_OFFLINE is set") from None
+    except HfHubHTTPError as e:
+        raise CheckpointError(f"{where}: downloading {filename} failed ({e})") from None
+    except OSError as e:
+        raise CheckpointError(f"{where}: downloading {filename} failed ({e})") from None

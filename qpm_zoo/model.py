@@ -1,0 +1,188 @@
+"""`QPM`: the PyTorch model of a qpm-zoo checkpoint (QPM or Q-SENN head on a timm backbone)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from .backbone import Backbone
+from .config import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    Assignment,
+    PreprocessConfig,
+    QPMConfig,
+)
+from .errors import ConfigError
+from .explain import InterpretableModel
+from .head import HeadOutput, InterpretableHead
+from .hub import resolve_file
+from .weights import load_weights_strict, save_weights
+
+
+class QPM(
+    nn.Module,
+    InterpretableModel,
+    PyTorchModelHubMixin,
+    library_name="qpm-zoo",
+    pipeline_tag="image-classification",
+    tags=["qpm-zoo", "interpretability", "image-classification"],
+    paper_url="https://openreview.net/forum?id=GlAeL0I8LX",
+):
+    """A globally interpretable image classifier.
+
+    Every class is decided by a few features of the backbone (exactly k, weight 1, for QPM;
+    signed weights and a bias for Q-SENN), so `predict` returns each prediction with its exact
+    explanation and `explain_class` / `compare` describe the whole model.
+
+    >>> model = QPM.from_pretrained("runs/demo/model")        # a folder or a Hub repo id
+    >>> pred = model.predict("bird.jpg")
+    >>> pred.label, pred.explanation.features[0].contribution
+    """
+
+    def __init__(self, config: QPMConfig | dict):
+        super().__init__()
+        if not isinstance(config, QPMConfig):
+            config = QPMConfig.from_dict(config, source="config")
+        self.config = config
+        self.backbone = Backbone(config.backbone)
+        self.head = InterpretableHead(
+            selection=np.asarray(config.selected_features),
+            weight=config.weight_matrix(),
+            bias=config.bias_vector(),
+        )
+        self.eval()
+
+    # -- construction from training results ----------------------------------------------------
+    @classmethod
+    def from_assignment(
+        cls,
+        backbone: Backbone,
+        selected_features: Sequence[int],
+        weight: np.ndarray | Assignment,
+        mean: np.ndarray,
+        std: np.ndarray,
+        label_names: Sequence[str],
+        *,
+        k: int | None = None,
+        bias: np.ndarray | None = None,
+        model_type: str | None = None,
+        preprocessing: PreprocessConfig | None = None,
+        feature_names: Sequence[str] | None = None,
+        feature_descriptions: Sequence[str] | None = None,
+        metrics: dict | None = None,
+        training: dict | None = None,
+    ) -> "QPM":
+        """Build a QPM around a (trained) backbone and the result of the assignment.
+
+        `weight` is the [C, n] class-feature matrix over the selected features (binary for QPM;
+        give `bias` and signed weights for Q-SENN) or an Assignment. `mean` and `std` are the
+        selected features' training-set statistics. The backbone's weights are kept as they are.
+        """
+        if isinstance(weight, Assignment):
+            if bias is not None:
+                raise ValueError("give the bias inside the Assignment, not beside it")
+            assignment = weight
+        else:
+            assignment = Assignment.from_matrix(np.asarray(weight), bias)
+        if model_type is None:
+            model_type = "qpm" if assignment.class_weights is None else "qsenn"
+        if k is None:
+            sizes = [len(row) for row in assignment.class_features]
+            k = max(1, round(sum(sizes) / len(sizes)))
+        config = QPMConfig(
+            model_type=model_type,
+            backbone=backbone.config,
+            num_classes=len(label_names),
+            selected_features=tuple(int(i) for i in selected_features),
+            k=int(k),
+            assignment=assignment,
+            label_names=tuple(label_names),
+            preprocessing=preprocessing or PreprocessConfig(),
+            feature_names=None if feature_names is None else tuple(feature_names),
+            feature_descriptions=None if feature_descriptions is None else tuple(feature_descriptions),
+            metrics=dict(metrics or {}),
+            training=dict(training or {}),
+        )
+        model = cls(config)
+        model.backbone.load_state_dict(backbone.state_dict())
+        with torch.no_grad():
+            model.head.mean.copy_(torch.as_tensor(np.asarray(mean, dtype=np.float32)))
+            model.head.std.copy_(torch.as_tensor(np.asarray(std, dtype=np.float32)))
+        return model
+
+    # -- forward -------------------------------------------------------------------------------
+    def forward_all(self, pixel_values: torch.Tensor) -> HeadOutput:
+        """logits [B, C], normalised features [B, n] and the selected feature maps [B, n, h, w]."""
+        return self.head(self.backbone(pixel_values))
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.forward_all(pixel_values).logits
+
+    def _forward_arrays(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        param = next(self.parameters())
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                x = torch.from_numpy(batch).to(device=param.device, dtype=param.dtype)
+                out = self.forward_all(x)
+        finally:
+            self.train(was_training)
+        return out.logits.float().cpu().numpy(), out.features.float().cpu().numpy()
+
+    def set_config(self, config: QPMConfig) -> None:
+        """Replace metadata (metrics, names, ...) of the config; the architecture must not change."""
+        old, new = self.config.to_dict(), config.to_dict()
+        fixed = ("model_type", "backbone", "num_classes", "selected_features", "assignment")
+        changed = [key for key in fixed if old[key] != new[key]]
+        if changed:
+            raise ConfigError(f"set_config cannot change {changed}; build a new model instead")
+        self.config = config
+
+    # -- saving and loading --------------------------------------------------------------------
+    def _save_pretrained(self, save_directory: Path) -> None:
+        save_directory = Path(save_directory)
+        save_weights(self, save_directory / WEIGHTS_NAME)
+        self.config.save(save_directory / CONFIG_NAME)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        force_download: bool = False,
+        map_location: str | torch.device = "cpu",
+        **unused: Any,
+    ) -> "QPM":
+        """Load a checkpoint from a local folder or a Hub repository id, strictly.
+
+        Raises CheckpointError (naming the file and the problem) for a missing config.json or
+        model.safetensors, a config from a newer format, unknown fields, a missing, unexpected
+        or misshapen tensor, or a damaged file. The model is returned in eval mode.
+        """
+        if unused:
+            raise TypeError(f"from_pretrained() got unexpected arguments: {sorted(unused)}")
+        where = dict(
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+            force_download=force_download,
+        )
+        config_path = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, **where)
+        config = QPMConfig.load(config_path)
+        weights_path = resolve_file(pretrained_model_name_or_path, WEIGHTS_NAME, **where)
+        model = cls(config)
+        load_weights_strict(model, weights_path, config)
+        return model.to(map_location).eval()

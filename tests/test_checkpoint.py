@@ -1,0 +1,213 @@
+"""The checkpoint format: round trips, and strict loading that names the file and the problem."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import make_model
+from qpm_zoo import CheckpointError, ConfigError, QPMConfig
+from qpm_zoo.config import FORMAT_VERSION
+from qpm_zoo.model import QPM
+
+
+@pytest.fixture
+def ckpt(qpm_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the QPM checkpoint that a test may damage."""
+    return Path(shutil.copytree(qpm_dir, tmp_path / "model"))
+
+
+def _edit_config(folder: Path, edit) -> None:
+    path = folder / "config.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def _edit_tensors(folder: Path, edit) -> None:
+    path = folder / "model.safetensors"
+    tensors = load_file(str(path))
+    edit(tensors)
+    save_file(tensors, str(path))
+
+
+@pytest.mark.parametrize("fixture", ["qpm_dir", "qsenn_dir"])
+def test_round_trip_gives_identical_outputs(fixture, request):
+    folder = request.getfixturevalue(fixture)
+    model = QPM.from_pretrained(folder)
+    again_dir = folder.parent / "again"
+    model.save_pretrained(again_dir)
+    again = QPM.from_pretrained(again_dir)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.inference_mode():
+        a, b = model.forward_all(x), again.forward_all(x)
+    for left, right in zip(a, b):
+        assert torch.equal(left, right)
+    assert again.config == model.config
+    assert not again.training
+    assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "README.md"}
+
+
+def test_saved_model_matches_the_model_in_memory(tmp_path):
+    model = make_model("qsenn", seed=5)
+    model.save_pretrained(tmp_path / "m")
+    loaded = QPM.from_pretrained(tmp_path / "m")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(model(x), loaded(x))
+    assert loaded.config.model_type == "qsenn"
+    assert loaded.head.bias is not None
+
+
+def test_config_json_is_plain_and_complete(qpm_dir):
+    data = json.loads((qpm_dir / "config.json").read_text())
+    assert data["format_version"] == FORMAT_VERSION
+    assert data["model_type"] == "qpm"
+    assert data["backbone"]["name"] == "test_resnet"
+    assert len(data["selected_features"]) == 6
+    assert all(len(row) == data["k"] for row in data["assignment"]["class_features"])
+    assert set(data["preprocessing"]) == {"input_size", "interpolation", "crop_mode", "crop_pct", "mean", "std"}
+    assert QPMConfig.from_dict(data).to_dict() == data
+
+
+def test_folder_without_config(ckpt):
+    (ckpt / "config.json").unlink()
+    with pytest.raises(CheckpointError, match=r"config\.json: not found"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        QPM.from_pretrained(tmp_path / "absent")
+
+
+def test_folder_without_weights(ckpt):
+    (ckpt / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: not found"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_missing_tensor(ckpt):
+    _edit_tensors(ckpt, lambda t: t.pop("head.mean"))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*1 missing tensor\(s\): head\.mean"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_unexpected_tensor(ckpt):
+    _edit_tensors(ckpt, lambda t: t.update({"head.extra": torch.zeros(3)}))
+    with pytest.raises(CheckpointError, match=r"1 unexpected tensor\(s\): head\.extra"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_shape_that_disagrees_with_config(ckpt):
+    _edit_tensors(ckpt, lambda t: t.update({"head.std": torch.ones(7)}))
+    with pytest.raises(CheckpointError, match=r"'head\.std' has shape \(7,\).*expects \(6,\)"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_config_with_more_classes_than_the_weights(ckpt):
+    def add_class(d):
+        d["num_classes"] += 1
+        d["label_names"].append("Extra")
+        d["assignment"]["class_features"].append([0, 1])
+
+    _edit_config(ckpt, add_class)
+    with pytest.raises(CheckpointError, match=r"'head\.weight' has shape \(5, 6\).*expects \(6, 6\)"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_weights_that_disagree_with_the_assignment(ckpt):
+    def swap(d):
+        rows = d["assignment"]["class_features"]
+        rows[0], rows[1] = rows[1], rows[0]
+
+    _edit_config(ckpt, swap)
+    with pytest.raises(CheckpointError, match=r"'head\.weight' disagrees with config\.json 'assignment'"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_truncated_weights(ckpt):
+    path = ckpt / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: not a valid safetensors file"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_pickle_instead_of_safetensors_is_refused(ckpt):
+    path = ckpt / "model.safetensors"
+    torch.save(QPM.from_pretrained(ckpt).state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: not a valid safetensors file"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_config_from_a_newer_format(ckpt):
+    _edit_config(ckpt, lambda d: d.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(ConfigError, match=rf"format {FORMAT_VERSION + 1}.*Upgrade"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_unknown_config_field(ckpt):
+    _edit_config(ckpt, lambda d: d.update(num_clases=5))
+    with pytest.raises(ConfigError, match=r"config\.json: unknown field\(s\) \['num_clases'\]"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_wrong_field_type(ckpt):
+    _edit_config(ckpt, lambda d: d.update(k="2"))
+    with pytest.raises(ConfigError, match=r"field 'k' must be an integer, got str '2'"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_qpm_class_with_the_wrong_number_of_features(ckpt):
+    def add_feature(d):
+        row = d["assignment"]["class_features"][2]
+        row.append(next(j for j in range(6) if j not in row))
+
+    _edit_config(ckpt, add_feature)
+    with pytest.raises(ConfigError, match=r"'assignment\.class_features\[2\]' has 3 features.*exactly k=2"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_invalid_json(ckpt):
+    (ckpt / "config.json").write_text('{"format_version": 1,')
+    with pytest.raises(ConfigError, match=r"config\.json: not valid JSON"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_nan_weights_are_refused(ckpt):
+    def poison(t):
+        t["head.mean"] = t["head.mean"].clone()
+        t["head.mean"][0] = float("nan")
+
+    _edit_tensors(ckpt, poison)
+    with pytest.raises(CheckpointError, match=r"'head\.mean' holds NaN"):
+        QPM.from_pretrained(ckpt)
+
+
+def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
+    """A crash while writing weights leaves no model.safetensors and no temp file behind."""
+    import safetensors.torch
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", explode)
+    with pytest.raises(OSError, match="disk full"):
+        make_model().save_pretrained(tmp_path / "m")
+    assert not any(p.name.startswith(".model.safetensors") for p in (tmp_path / "m").iterdir())
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_from_assignment_keeps_backbone_weights_and_statistics():
+    model = make_model(seed=7)
+    assert model.head.mean.requires_grad is False
+    np.testing.assert_array_equal(model.head.weight.numpy(), model.config.weight_matrix())
+    assert model.config.k == 2
+    assert all(len(r) == 2 for r in model.config.assignment.class_features)
