@@ -1,0 +1,1 @@
+"""Exporters of qpm-zoo checkpoints (ONNX first). Run from a clone: `python -m export COMMAND ...`."""
