@@ -8,7 +8,7 @@ from qpm_zoo._cmdline import run_commands
 
 #: command name → module; each module defines add_arguments(parser) and run(args).
 COMMANDS: dict[str, str] = {
-    "onnx": "export.onnx",
+    "onnx": "export.onnx_export",
     "bench": "export.bench",
 }
 

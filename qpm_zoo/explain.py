@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -137,16 +137,25 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+class ForwardArrays(NamedTuple):
+    """What a backend computes for a preprocessed batch, as numpy arrays."""
+
+    logits: np.ndarray  #: [B, C]
+    features: np.ndarray  #: [B, n] normalised selected features
+    feature_maps: np.ndarray | None = None  #: [B, n, h, w] selected maps, when asked for
+
+
 class InterpretableModel:
     """predict / explain_class / compare on top of a backend's logits and features.
 
-    Subclasses set `self.config` (a QPMConfig) and implement `_forward_arrays(batch)`, which maps
-    a preprocessed float32 batch [B, 3, H, W] to (logits [B, C], features [B, n]).
+    Subclasses set `self.config` (a QPMConfig) and implement `_forward_arrays(batch, with_maps)`,
+    which maps a preprocessed float32 batch [B, 3, H, W] to ForwardArrays (the selected feature
+    maps only when `with_maps` is true, as they are large).
     """
 
     config: QPMConfig
 
-    def _forward_arrays(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _forward_arrays(self, batch: np.ndarray, with_maps: bool = False) -> ForwardArrays:
         raise NotImplementedError
 
     # -- static facts of the checkpoint --------------------------------------------------------
@@ -222,7 +231,7 @@ class InterpretableModel:
                 load_image(x, start + i if is_batch(inputs) else None) for i, x in enumerate(chunk)
             ]
             batch = np.stack([self.preprocessor.to_model_input(item) for item in loaded])
-            logits, features = self._forward_arrays(batch)
+            logits, features, _ = self._forward_arrays(batch)
             results.extend(
                 self._prediction(item.name, logits[i], features[i], top_k)
                 for i, item in enumerate(loaded)
@@ -330,5 +339,5 @@ class GlobalExplainer(InterpretableModel):
 
         return cls(QPMConfig.load(resolve_file(model_id, CONFIG_NAME, **where)))
 
-    def _forward_arrays(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _forward_arrays(self, batch: np.ndarray, with_maps: bool = False) -> ForwardArrays:
         raise InputError("GlobalExplainer has no weights; load QPM or QPMOnnx to predict images")

@@ -20,7 +20,7 @@ from .config import (
     QPMConfig,
 )
 from .errors import ConfigError
-from .explain import InterpretableModel
+from .explain import ForwardArrays, InterpretableModel
 from .head import HeadOutput, InterpretableHead
 from .hub import resolve_file
 from .weights import load_weights_strict, save_weights
@@ -125,7 +125,7 @@ class QPM(
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.forward_all(pixel_values).logits
 
-    def _forward_arrays(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _forward_arrays(self, batch: np.ndarray, with_maps: bool = False) -> ForwardArrays:
         param = next(self.parameters())
         was_training = self.training
         self.eval()
@@ -135,7 +135,11 @@ class QPM(
                 out = self.forward_all(x)
         finally:
             self.train(was_training)
-        return out.logits.float().cpu().numpy(), out.features.float().cpu().numpy()
+        return ForwardArrays(
+            out.logits.float().cpu().numpy(),
+            out.features.float().cpu().numpy(),
+            out.feature_maps.float().cpu().numpy() if with_maps else None,
+        )
 
     def set_config(self, config: QPMConfig) -> None:
         """Replace metadata (metrics, names, ...) of the config; the architecture must not change."""
