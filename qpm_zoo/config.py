@@ -17,8 +17,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ._fields import FieldReader, kind
 from .errors import ConfigError
 from .version import __version__
+
+_Fields = FieldReader  # the name this reader had before it moved to qpm_zoo._fields
 
 #: Version of the checkpoint format. Bump it when a reader of the old format would misread a
 #: new checkpoint; readers refuse configs from a newer format instead of guessing.
@@ -31,128 +34,6 @@ ONNX_NAME = "model.onnx"
 MODEL_TYPES = ("qpm", "qsenn")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 CROP_MODES = ("center", "squash")
-
-
-class _Fields:
-    """Reads typed fields out of one JSON object, naming `source: field` in every error."""
-
-    def __init__(self, data: Any, source: str, path: str = ""):
-        if not isinstance(data, Mapping):
-            where = f"field '{path}'" if path else "the top level"
-            raise ConfigError(f"{source}: {where} must be a JSON object, got {_kind(data)}")
-        self.data = data
-        self.source = source
-        self.path = path
-        self.used: set[str] = set()
-
-    def name(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.source}: field '{self.name(key)}' {problem}")
-
-    def get(self, key: str, default: Any = ...) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            if default is ...:
-                raise ConfigError(f"{self.source}: required field '{self.name(key)}' is missing")
-            return default
-        return self.data[key]
-
-    def int(self, key: str, default: Any = ..., minimum: int | None = None) -> int:
-        value = self.get(key, default)
-        if value is default and default is not ...:
-            return value
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"must be an integer, got {_kind(value)}")
-        if minimum is not None and value < minimum:
-            raise self.error(key, f"must be at least {minimum}, got {value}")
-        return value
-
-    def float(self, key: str, default: Any = ...) -> float:
-        value = self.get(key, default)
-        if value is default and default is not ...:
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.error(key, f"must be a finite number, got {_kind(value)}")
-        return float(value)
-
-    def str(self, key: str, default: Any = ..., choices: Sequence[str] | None = None) -> str:
-        value = self.get(key, default)
-        if value is default and default is not ...:
-            return value
-        if not isinstance(value, str):
-            raise self.error(key, f"must be a string, got {_kind(value)}")
-        if choices is not None and value not in choices:
-            raise self.error(key, f"must be one of {list(choices)}, got {value!r}")
-        return value
-
-    def bool(self, key: str, default: Any = ...) -> bool:
-        value = self.get(key, default)
-        if not isinstance(value, bool):
-            raise self.error(key, f"must be true or false, got {_kind(value)}")
-        return value
-
-    def dict(self, key: str, default: Any = ...) -> dict:
-        value = self.get(key, default)
-        if value is default and default is not ...:
-            return value
-        if not isinstance(value, Mapping):
-            raise self.error(key, f"must be a JSON object, got {_kind(value)}")
-        return dict(value)
-
-    def list(self, key: str, default: Any = ...) -> list:
-        value = self.get(key, default)
-        if value is default and default is not ...:
-            return value
-        if not isinstance(value, list):
-            raise self.error(key, f"must be a list, got {_kind(value)}")
-        return value
-
-    def int_list(self, key: str, default: Any = ...) -> list[int]:
-        value = self.list(key, default)
-        if value is default and default is not ...:
-            return value
-        for i, v in enumerate(value):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise self.error(key, f"must hold integers; item {i} is {_kind(v)}")
-        return list(value)
-
-    def float_list(self, key: str, default: Any = ...) -> list[float]:
-        value = self.list(key, default)
-        if value is default and default is not ...:
-            return value
-        for i, v in enumerate(value):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise self.error(key, f"must hold finite numbers; item {i} is {_kind(v)}")
-        return [float(v) for v in value]
-
-    def str_list(self, key: str, default: Any = ...) -> list[str] | None:
-        value = self.get(key, default)
-        if value is None or (value is default and default is not ...):
-            return value
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.error(key, "must be a list of strings")
-        return list(value)
-
-    def sub(self, key: str) -> "_Fields":
-        return _Fields(self.get(key), self.source, self.name(key))
-
-    def reject_unknown(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            where = f"in '{self.path}'" if self.path else "at the top level"
-            raise ConfigError(f"{self.source}: unknown field(s) {unknown} {where}")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {value}"
-    if isinstance(value, (int, float, str)):
-        return f"{type(value).__name__} {value!r}"
-    return type(value).__name__
 
 
 @dataclass(frozen=True)
@@ -173,7 +54,7 @@ class BackboneConfig:
         }
 
     @classmethod
-    def _parse(cls, f: _Fields) -> "BackboneConfig":
+    def _parse(cls, f: FieldReader) -> "BackboneConfig":
         out = cls(
             name=f.str("name"),
             num_features=f.int("num_features", minimum=1),
@@ -211,7 +92,7 @@ class PreprocessConfig:
         }
 
     @classmethod
-    def _parse(cls, f: _Fields) -> "PreprocessConfig":
+    def _parse(cls, f: FieldReader) -> "PreprocessConfig":
         size = f.int_list("input_size")
         if len(size) != 3 or size[0] != 3 or min(size) < 1:
             raise f.error("input_size", f"must be [3, height, width], got {size}")
@@ -383,10 +264,10 @@ class QPMConfig:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = CONFIG_NAME) -> "QPMConfig":
-        f = _Fields(data, source)
+        f = FieldReader(data, source)
         version = f.get("format_version")
         if isinstance(version, bool) or not isinstance(version, int):
-            raise f.error("format_version", f"must be an integer, got {_kind(version)}")
+            raise f.error("format_version", f"must be an integer, got {kind(version)}")
         if version > FORMAT_VERSION:
             raise ConfigError(
                 f"{source}: written in checkpoint format {version} (by qpm-zoo "
@@ -420,7 +301,7 @@ class QPMConfig:
         )
         onnx = f.get("onnx", None)
         if onnx is not None and not isinstance(onnx, Mapping):
-            raise f.error("onnx", f"must be a JSON object or null, got {_kind(onnx)}")
+            raise f.error("onnx", f"must be a JSON object or null, got {kind(onnx)}")
         config = cls.__new__(cls)
         values = dict(
             model_type=model_type,
@@ -520,13 +401,13 @@ class QPMConfig:
                 raise bad("assignment.bias", f"has {len(a.bias)} values for {C} classes")
 
 
-def _int_row(f: _Fields, key: str, i: int, row: Any) -> list[int]:
+def _int_row(f: FieldReader, key: str, i: int, row: Any) -> list[int]:
     if not isinstance(row, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in row):
         raise f.error(f"{key}[{i}]", "must be a list of integers")
     return row
 
 
-def _float_row(f: _Fields, key: str, i: int, row: Any) -> list[float]:
+def _float_row(f: FieldReader, key: str, i: int, row: Any) -> list[float]:
     if not isinstance(row, list) or any(
         isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in row
     ):

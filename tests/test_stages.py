@@ -1,0 +1,85 @@
+"""Stage caching: reuse what finished, rerun from the first stage a changed field affects."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training.stages import Stage, StageRunner
+
+
+class Recorder:
+    def __init__(self, root, config):
+        self.root = root
+        self.config = config
+        self.calls: list[str] = []
+
+    def stage(self, name, sections, fail=False, outputs=()):
+        def run():
+            self.calls.append(name)
+            (self.root / name / "result.txt").write_text(name)
+            if fail:
+                raise KeyboardInterrupt
+            return {"value": len(self.calls)}
+
+        return Stage(name, sections, run, outputs)
+
+    def stages(self, fail_at=None):
+        return [
+            self.stage("a", ("x",), fail=fail_at == "a"),
+            self.stage("b", ("y",), fail=fail_at == "b"),
+            self.stage("c", ("z",), fail=fail_at == "c", outputs=("model",)),
+        ]
+
+    def runner(self):
+        return StageRunner(self.root, lambda sections: json.dumps({s: self.config[s] for s in sections}))
+
+
+@pytest.fixture
+def rec(tmp_path):
+    return Recorder(tmp_path, {"x": 1, "y": 1, "z": 1})
+
+
+def test_second_run_reuses_everything(rec):
+    rec.runner().run(rec.stages())
+    summaries = rec.runner().run(rec.stages())
+    assert rec.calls == ["a", "b", "c"]
+    assert summaries == {"a": {"value": 1}, "b": {"value": 2}, "c": {"value": 3}}
+
+
+def test_changed_field_reruns_from_its_stage(rec):
+    rec.runner().run(rec.stages())
+    (rec.root / "model").mkdir()
+    rec.config["y"] = 2
+    runner = rec.runner()
+    assert runner.status(rec.stages()) == {"a": "done", "b": "stale", "c": "stale"}
+    runner.run(rec.stages())
+    assert rec.calls == ["a", "b", "c", "b", "c"]
+    assert not (rec.root / "model").exists()  # c's output was removed when it became stale
+
+
+def test_interruption_keeps_finished_stages_and_partial_work(rec):
+    with pytest.raises(KeyboardInterrupt):
+        rec.runner().run(rec.stages(fail_at="b"))
+    assert (rec.root / "stages" / "a.json").exists()
+    assert not (rec.root / "stages" / "b.json").exists()
+    assert (rec.root / "b" / "result.txt").exists()  # partial work stays for a resume
+    rec.runner().run(rec.stages())
+    assert rec.calls == ["a", "b", "b", "c"]
+
+
+def test_partial_work_from_another_config_is_discarded(rec):
+    with pytest.raises(KeyboardInterrupt):
+        rec.runner().run(rec.stages(fail_at="b"))
+    (rec.root / "b" / "stale-partial").write_text("old")
+    rec.config["y"] = 5
+    rec.runner().run(rec.stages())
+    assert not (rec.root / "b" / "stale-partial").exists()
+
+
+def test_damaged_record_counts_as_unfinished(rec):
+    rec.runner().run(rec.stages())
+    (rec.root / "stages" / "c.json").write_text("{not json")
+    rec.runner().run(rec.stages())
+    assert rec.calls == ["a", "b", "c", "c"]

@@ -1,0 +1,78 @@
+"""Train a QPM (or Q-SENN) through every stage: dense → statistics → assignment → fine-tuning → metrics.
+
+Stages are cached in the run folder: a rerun resumes after the last finished stage, and a
+changed config field reruns only the stages from the first one it affects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from qpm_zoo._cmdline import format_table, print_json
+
+from .config import FitConfig, FitConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="training config (.yaml or .toml), e.g. configs/demo.yaml")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (created; reused to resume)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set dense.epochs=2 (repeatable; VALUE is YAML)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no log lines on the console (still in fit.log)")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise FitConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def summary_rows(summaries: dict[str, dict]) -> list[tuple[str, str]]:
+    """The few numbers a person wants to see after a run."""
+    rows = []
+    dense = summaries.get("dense", {}).get("test_accuracy")
+    final = summaries.get("finetune", {}).get("test_accuracy")
+    if dense is not None:
+        rows.append(("dense accuracy", f"{dense:.4f}"))
+    if final is not None:
+        rows.append(("QPM accuracy", f"{final:.4f}"))
+    if dense and final is not None:
+        rows.append(("QPM / dense", f"{final / dense:.3f}"))
+    solve = summaries.get("assignment", {})
+    if solve:
+        gap = solve.get("gap")
+        rows.append(("assignment", f"objective {solve['objective']:.3f}, gap "
+                     f"{'n/a' if gap is None else f'{100 * gap:.2f} %'}, {solve['status']}, {solve['wall_s']:.1f} s"))
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
+    from .pipeline import FitRun
+
+    try:
+        config = FitConfig.load(args.config, parse_overrides(args.overrides))
+        config.data.validate()
+    except (FitConfigError, ValueError) as e:
+        print(f"python -m training fit: error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(args.out / "fit.log", quiet=args.quiet)
+    summaries = FitRun(config, args.out).run()
+    result = {"run": str(args.out), "checkpoint": str(args.out / "model"), "stages": summaries}
+    if args.json:
+        print_json(result)
+    else:
+        print(format_table(["", ""], summary_rows(summaries)))
+        print(f"checkpoint: {args.out / 'model'}  (QPM.from_pretrained or `qpm predict {args.out / 'model'} IMAGE`)")
+    return 0

@@ -1,0 +1,37 @@
+"""Logging for pipeline runs: a log file in the run folder, and console lines that do not tear
+through tqdm's progress bars."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+
+class _TqdmHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record))
+        except Exception:  # pragma: no cover - logging must never crash a run
+            self.handleError(record)
+
+
+def setup_logging(log_file: Path | None, quiet: bool = False) -> logging.Logger:
+    """Configure the 'training' logger: INFO to the console (unless quiet) and to `log_file`."""
+    logger = logging.getLogger("training")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    if not quiet:
+        console = _TqdmHandler()
+        console.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(console)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    return logger

@@ -1,0 +1,135 @@
+"""Cached, resumable pipeline stages.
+
+Each stage's key is a hash of the config sections it reads and of the previous stage's key, so
+a changed field invalidates the first stage that reads it and everything after, and nothing
+before. A finished stage leaves `stages/<name>.json` (its key, timing and summary); a rerun with
+the same key skips it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from qpm_zoo.config import write_text_atomic
+
+log = logging.getLogger("training")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    sections: tuple[str, ...]  #: config sections (top-level keys) this stage's result depends on
+    run: Callable[[], dict]  #: does the work, writes into its folder, returns a JSON-safe summary
+    outputs: tuple[str, ...] = ()  #: folders under the run root it writes besides its own
+
+
+class StageRunner:
+    def __init__(self, root: Path, fingerprint: Callable[[tuple[str, ...]], str]):
+        self.root = root
+        self.fingerprint = fingerprint
+        self.records_dir = root / "stages"
+
+    def record_path(self, name: str) -> Path:
+        return self.records_dir / f"{name}.json"
+
+    def work_dir(self, name: str) -> Path:
+        return self.root / name
+
+    def read_record(self, name: str) -> dict | None:
+        path = self.record_path(name)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None  # a damaged record means "not finished"
+
+    def keys(self, stages: list[Stage]) -> dict[str, str]:
+        keys, previous = {}, ""
+        for stage in stages:
+            previous = hashlib.sha256(
+                (previous + stage.name + self.fingerprint(stage.sections)).encode()
+            ).hexdigest()[:16]
+            keys[stage.name] = previous
+        return keys
+
+    def status(self, stages: list[Stage]) -> dict[str, str]:
+        """'done', 'stale' (finished with another config) or 'pending', per stage."""
+        out = {}
+        for stage, key in zip(stages, self.keys(stages).values()):
+            record = self.read_record(stage.name)
+            out[stage.name] = "pending" if record is None else ("done" if record.get("key") == key else "stale")
+        return out
+
+    def run(self, stages: list[Stage]) -> dict[str, dict]:
+        """Run what is not finished with the current config; return every stage's summary."""
+        keys = self.keys(stages)
+        summaries: dict[str, dict] = {}
+        invalid = False
+        for stage in stages:
+            record = self.read_record(stage.name)
+            if not invalid and record is not None and record.get("key") == keys[stage.name]:
+                log.info("stage %s: already finished (%s), reused", stage.name, record.get("finished"))
+                summaries[stage.name] = record.get("summary", {})
+                continue
+            if record is not None and record.get("key") != keys[stage.name]:
+                log.info("stage %s: the config changed since it ran; running it again", stage.name)
+            if not invalid:
+                self._forget_from(stages, stage.name)
+                invalid = True
+            self._prepare_work_dir(stage.name, keys[stage.name])
+            log.info("stage %s: running", stage.name)
+            started = time.perf_counter()
+            summary = stage.run()
+            seconds = time.perf_counter() - started
+            write_text_atomic(
+                self.record_path(stage.name),
+                json.dumps(
+                    {
+                        "stage": stage.name,
+                        "key": keys[stage.name],
+                        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "seconds": round(seconds, 2),
+                        "summary": summary,
+                    },
+                    indent=2,
+                )
+                + "\n",
+            )
+            log.info("stage %s: finished in %.1f s", stage.name, seconds)
+            summaries[stage.name] = summary
+        return summaries
+
+    def _forget_from(self, stages: list[Stage], name: str) -> None:
+        """`name` reruns, so its record and every later stage's record and results are stale."""
+        names = [s.name for s in stages]
+        for later in stages[names.index(name):]:
+            self.record_path(later.name).unlink(missing_ok=True)
+            stale = [self.root / out for out in later.outputs]
+            if later.name != name:
+                stale.append(self.work_dir(later.name))
+            for folder in stale:
+                if folder.exists():
+                    shutil.rmtree(folder)
+
+    def _prepare_work_dir(self, name: str, key: str) -> None:
+        """Keep a stage's partial work (e.g. a training interrupted after some epochs) only if it
+        was started with the same key; otherwise start the folder afresh."""
+        folder = self.work_dir(name)
+        marker = folder / ".stage-key"
+        if folder.exists() and (not marker.exists() or marker.read_text().strip() != key):
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(key + "\n")
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
