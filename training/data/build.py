@@ -1,0 +1,47 @@
+"""From a DataConfig to the train and test datasets the pipeline trains and evaluates on."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from types import ModuleType
+
+from .base import DataSplits, ImageDataset, stratified_indices
+from .config import DataConfig
+
+#: dataset name → module with `check_files(cfg)` (layout checks, no image reads) and
+#: `open_splits(cfg) -> DataSplits` (the full splits, every listed file checked).
+LOADERS: dict[str, str] = {
+    "concepts": "training.data.concepts",
+    "fashion_mnist": "training.data.fashion_mnist",
+    "imagefolder": "training.data.imagefolder",
+    "cub200": "training.data.cub",
+    "stanford_cars": "training.data.stanford_cars",
+}
+
+
+def loader_for(name: str) -> ModuleType:
+    return importlib.import_module(LOADERS[name])
+
+
+def build_datasets(cfg: DataConfig) -> DataSplits:
+    """The dataset's splits, subsets applied, every file checked; ground truth for 'concepts'.
+
+    Raises DataConfigError (naming the path, file or field) for anything that would otherwise
+    fail later inside a DataLoader.
+    """
+    splits = loader_for(cfg.name).open_splits(cfg)
+    train = _subset(splits.train, cfg.train_subset, [cfg.seed, 0], "data.train_subset")
+    test = _subset(splits.test, cfg.test_subset, [cfg.seed, 1], "data.test_subset")
+    ground_truth = None
+    if cfg.name == "concepts":
+        from .concepts import ground_truth as concept_ground_truth
+
+        ground_truth = concept_ground_truth(train, test)
+    return dataclasses.replace(splits, train=train, test=test, ground_truth=ground_truth)
+
+
+def _subset(dataset: ImageDataset, size: int | None, seed: list[int], field: str) -> ImageDataset:
+    if size is None:
+        return dataset
+    return dataset.subset(stratified_indices(dataset.labels, size, dataset.num_classes, seed, field))
