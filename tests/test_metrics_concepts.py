@@ -316,6 +316,14 @@ def test_pointing_game_rejects_bad_input(call, message):
         call(game)
 
 
+def test_pointing_game_batch_with_a_bad_annotation_counts_nothing():
+    game = PointingGame([0], image_width=WIDTH, image_height=HEIGHT)
+    maps = np.stack([peak_map(0, 0), peak_map(0, 0)])[:, None]
+    with pytest.raises(ValueError, match=r"annotations\[1\]\[0\]"):
+        game.update(maps, [[(0, (0, 0, 40, 20), True)], [(0, (9, 9, 1, 1), True)]])
+    assert game.trials.tolist() == [0] and game.hits.tolist() == [0]
+
+
 @pytest.mark.parametrize("width, height", [(0, 10), (10, -1), (True, 10)])
 def test_pointing_game_rejects_bad_image_size(width, height):
     with pytest.raises(ValueError, match="must be a positive number of pixels"):

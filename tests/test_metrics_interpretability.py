@@ -149,7 +149,7 @@ def test_sid_stays_within_one_over_k_and_one_on_random_maps():
         (lambda: SIDAccumulator(np.ones(3), k=1), "weight must have 2 dimensions"),
         (
             lambda: sid_at_k(np.ones((2, 3, 4)), np.ones((2, 3)), [0, 1], 2),
-            r"feature_maps must be \[B, F, h, w\]",
+            r"feature_maps must be \[B, n, h, w\]",
         ),
         (
             lambda: sid_at_k(np.ones((2, 4, 2, 2)), np.ones((2, 3)), [0, 1], 2),

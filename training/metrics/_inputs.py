@@ -79,6 +79,20 @@ def predictions(logits_or_pred: Any, name: str, num_classes: int | None = None) 
     )
 
 
+def map_batch(value: Any, num_features: int, source: str) -> np.ndarray:
+    """A batch of feature maps [B, num_features, h, w] as numpy, not yet converted to float64
+    (a dense model's batch is large; callers convert and NaN-check only the maps they read).
+    `source` names the argument that fixed num_features, for the error message."""
+    maps = to_numpy(value)
+    if maps.ndim != 4 or 0 in maps.shape:
+        raise ValueError(f"feature_maps must be [B, n, h, w], got shape {tuple(maps.shape)}")
+    if maps.shape[1] != num_features:
+        raise ValueError(
+            f"feature_maps has {maps.shape[1]} maps per image but {source} has {num_features} features"
+        )
+    return maps
+
+
 def same_length(first: tuple[str, int], second: tuple[str, int]) -> None:
     """Raise if two inputs that describe the same images have different lengths."""
     (name_a, len_a), (name_b, len_b) = first, second

@@ -5,16 +5,18 @@ the overlap coefficient of the two Gaussians (the shared area under both densiti
 the mixing weights, as the authors do) is 0 for a perfectly bimodal feature and 1 when the two
 components coincide. Contrastiveness = 1 − mean overlap, in [0, 1]; higher = more contrastive.
 
-Speed and determinism: sklearn's default start (a k-means run per feature) dominates the cost
-(~0.1 s per feature: over 3 minutes for a dense ResNet-50's 2,048 features). We start EM
-instead from the exact 1-D 2-means split, computed for all features at once from sorted
-prefix sums. k-means in 1-D almost always reaches that split too, so EM starts where the
-authors' does, but with no random start the result is deterministic without a seed.
+Speed and determinism: sklearn's default start runs a KMeans per feature; with OpenMP's
+default thread count on a busy 2-core machine that makes each fit ~6x slower (measured: 78-140
+ms vs 12-22 ms per feature of 6,000 values; with OMP_NUM_THREADS=1 both take the same time).
+We start EM instead from the exact 1-D 2-means split, computed for all features at once from
+sorted prefix sums. KMeans in 1-D almost always reaches that split too, so EM starts where the
+authors' does; with no random start the result is deterministic without a seed.
 EM stops at sklearn's default tolerance (1e-3 on the mean log-likelihood), as in the authors'
 code: that alone makes a single feature's overlap uncertain by about ±0.01, whichever start.
 
-The authors skip this metric for dense models (F > 1000). We compute it (~30 s for 2,048
-features × 6,000 images); `contrastiveness(max_features=...)` offers a deterministic
+The authors skip this metric for dense models (F > 1000). We compute it (30-85 s for 2,048
+features × 6,000 images on this 2-core machine, depending on its load; see
+`python -m training.metrics.bench`); `contrastiveness(max_features=...)` offers a deterministic
 subsample of the features instead, which the caller must then report as such.
 """
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._inputs import float_array, positive_int, predictions, same_length, to_numpy
+from ._inputs import float_array, map_batch, positive_int, predictions, same_length
 
 #: Lower bound of a map's mean |value| before dividing by it (a map of zeros stays zeros).
 MAP_SCALE_EPS = 1e-5
@@ -51,16 +51,9 @@ class SIDAccumulator:
 
     def update(self, feature_maps: Any, predicted: Any) -> None:
         """Add a batch: feature_maps [B, F, h, w]; predicted class indices [B] or logits [B, C]."""
-        maps = to_numpy(feature_maps)  # not converted yet: a dense model's batch is large
-        if maps.ndim != 4 or 0 in maps.shape:
-            raise ValueError(f"feature_maps must be [B, F, h, w], got shape {tuple(maps.shape)}")
+        maps = map_batch(feature_maps, self.num_features, "weight")
         pred = predictions(predicted, "predicted", self.num_classes)
         same_length(("feature_maps", maps.shape[0]), ("predicted", len(pred)))
-        if maps.shape[1] != self.num_features:
-            raise ValueError(
-                f"feature_maps has {maps.shape[1]} maps per image but weight has "
-                f"{self.num_features} features"
-            )
         keep = self._eligible[pred]
         self.skipped += int(np.count_nonzero(~keep))
         if not keep.any():

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._inputs import float_array, int_array, same_length, to_numpy
+from ._inputs import float_array, int_array, map_batch, same_length
 from ._serialise import json_float, json_list
 from .concept_matching import UNMATCHED
 
@@ -82,15 +82,12 @@ class PointingGame:
     def update(self, feature_maps: Any, annotations: Sequence[Sequence[Any]]) -> None:
         """Add a batch. annotations[b]: image b's ConceptInstance list (or tuples
         (concept_id, (x0, y0, x1, y1), visible))."""
-        maps = to_numpy(feature_maps)
-        if maps.ndim != 4 or 0 in maps.shape:
-            raise ValueError(f"feature_maps must be [B, n, h, w], got shape {tuple(maps.shape)}")
-        if maps.shape[1] != len(self.feature_concept):
-            raise ValueError(
-                f"feature_maps has {maps.shape[1]} maps per image but feature_concept has "
-                f"{len(self.feature_concept)} features"
-            )
+        maps = map_batch(feature_maps, len(self.feature_concept), "feature_concept")
         same_length(("feature_maps", maps.shape[0]), ("annotations", len(annotations)))
+        # all checked before anything is counted: a bad batch leaves the totals untouched
+        visible = [
+            _visible_boxes(items, f"annotations[{b}]") for b, items in enumerate(annotations)
+        ]
         if len(self._matched) == 0:
             return
         height, width = maps.shape[2:]
@@ -101,8 +98,8 @@ class PointingGame:
         points_somewhere = flat.max(axis=2) > flat.min(axis=2)
         peak_x = (peak % width + 0.5) * self.image_width / width
         peak_y = (peak // width + 0.5) * self.image_height / height
-        for b, instances in enumerate(annotations):
-            for concept, boxes in _visible_boxes(instances, f"annotations[{b}]").items():
+        for b, concept_boxes in enumerate(visible):
+            for concept, boxes in concept_boxes.items():
                 for position in self._features_of.get(concept, ()):
                     f = self._matched[position]
                     self.trials[f] += 1
