@@ -316,6 +316,13 @@ def test_pointing_game_rejects_bad_input(call, message):
         call(game)
 
 
+def test_pointing_game_accepts_any_record_with_the_three_fields():
+    from types import SimpleNamespace
+
+    record = SimpleNamespace(concept_id=0, box=(10, 0, 20, 10), visible=True, distractor=False)
+    assert pointing_game(peak_map(0, 1)[None, None], [0], [[record]], WIDTH, HEIGHT).overall == 1.0
+
+
 def test_pointing_game_batch_with_a_bad_annotation_counts_nothing():
     game = PointingGame([0], image_width=WIDTH, image_height=HEIGHT)
     maps = np.stack([peak_map(0, 0), peak_map(0, 0)])[:, None]

@@ -80,8 +80,8 @@ class PointingGame:
         self.trials = np.zeros(len(self.feature_concept), dtype=np.int64)
 
     def update(self, feature_maps: Any, annotations: Sequence[Sequence[Any]]) -> None:
-        """Add a batch. annotations[b]: image b's ConceptInstance list (or tuples
-        (concept_id, (x0, y0, x1, y1), visible))."""
+        """Add a batch. annotations[b]: image b's instances, each a ConceptInstance, any object
+        with the attributes concept_id, box, visible, or a tuple (concept_id, box, visible)."""
         maps = map_batch(feature_maps, len(self.feature_concept), "feature_concept")
         same_length(("feature_maps", maps.shape[0]), ("annotations", len(annotations)))
         # all checked before anything is counted: a bad batch leaves the totals untouched
@@ -148,6 +148,10 @@ def _visible_boxes(instances: Sequence[Any], name: str) -> dict[int, list[tuple[
 
 
 def _as_instance(item: Any, name: str) -> ConceptInstance:
+    if not isinstance(item, ConceptInstance) and all(
+        hasattr(item, a) for a in ("concept_id", "box", "visible")
+    ):  # another record of the same three facts (e.g. the dataset's own instance type)
+        item = ConceptInstance(item.concept_id, item.box, item.visible)
     if not isinstance(item, ConceptInstance):
         try:
             concept_id, box, visible = item
