@@ -15,6 +15,7 @@ ground truth, no pixels needed) and `render()` draws it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
+
+from qpm_zoo.config import PreprocessConfig
+from qpm_zoo.preprocess import ImagePreprocessor
 
 from .base import DataSplits, ImageDataset
 from .concept_drawing import (
@@ -62,24 +66,26 @@ class Concept:
 class ConceptInstance:
     """One concept drawn in one image.
 
-    `box` is (x0, y0, x1, y1) in pixels of the generated image, x1/y1 exclusive (the tight box
-    of the drawn shape, occluded or not). `visible` is False when less than the configured share
-    of its pixels survives occluders and overlapping concepts. `distractor` marks a concept that
-    is not one of the image's class concepts.
+    `box` is (x0, y0, x1, y1) in pixel coordinates of the image, where pixel column i spans
+    [i, i + 1): the drawn shape covers pixel columns x0 .. x1-1 and rows y0 .. y1-1, i.e. the
+    region x0 <= x <= x1, y0 <= y <= y1 (the convention of training.metrics' pointing game).
+    `visible` is False when less than the configured share of its pixels survives occluders
+    and overlapping concepts. `distractor` marks a concept that is not one of the image's class
+    concepts.
     """
 
-    concept: int
-    box: tuple[int, int, int, int]
+    concept_id: int
+    box: tuple[float, float, float, float]
     visible: bool
     distractor: bool = False
 
     def contains(self, x: float, y: float) -> bool:
-        """Whether the pixel position (x, y) lies inside the box (for the pointing game)."""
+        """Whether the point (x, y) (pixel coordinates as above) lies inside the box."""
         x0, y0, x1, y1 = self.box
-        return x0 <= x < x1 and y0 <= y < y1
+        return x0 <= x <= x1 and y0 <= y <= y1
 
     def to_dict(self) -> dict:
-        return {"concept": self.concept, "box": list(self.box), "visible": self.visible, "distractor": self.distractor}
+        return {"concept_id": self.concept_id, "box": list(self.box), "visible": self.visible, "distractor": self.distractor}
 
 
 @dataclass(frozen=True)
@@ -90,14 +96,18 @@ class ImageTruth:
     instances: tuple[ConceptInstance, ...]
 
     def concepts(self, visible_only: bool = True) -> frozenset[int]:
-        return frozenset(i.concept for i in self.instances if i.visible or not visible_only)
+        return frozenset(i.concept_id for i in self.instances if i.visible or not visible_only)
 
-    def instance(self, concept: int) -> ConceptInstance | None:
-        """The instance of `concept` in this image, or None (a concept appears at most once)."""
+    def instance(self, concept_id: int) -> ConceptInstance | None:
+        """The instance of a concept in this image, or None (a concept appears at most once)."""
         for inst in self.instances:
-            if inst.concept == concept:
+            if inst.concept_id == concept_id:
                 return inst
         return None
+
+    def annotations(self) -> list[tuple[int, tuple[float, float, float, float], bool]]:
+        """(concept_id, box, visible) per instance: what training.metrics' pointing game takes."""
+        return [(i.concept_id, i.box, i.visible) for i in self.instances]
 
     def to_dict(self) -> dict:
         return {"label": self.label, "concepts": [i.to_dict() for i in self.instances]}
@@ -116,6 +126,13 @@ class ConceptGroundTruth:
     image_size: int
     train: tuple[ImageTruth, ...]
     test: tuple[ImageTruth, ...]
+    #: (width, height) of the images the boxes refer to: the generated size, or the model
+    #: input after `as_seen`
+    input_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.input_size is None:
+            object.__setattr__(self, "input_size", (self.image_size, self.image_size))
 
     @property
     def num_concepts(self) -> int:
@@ -141,13 +158,46 @@ class ConceptGroundTruth:
             out[c, sorted(concepts)] = True
         return out
 
+    def as_seen(self, preprocessing: PreprocessConfig) -> "ConceptGroundTruth":
+        """The same ground truth with boxes in the coordinates of the model input after the
+        evaluation resize and centre crop of `preprocessing` (e.g. crop_pct < 1 zooms in and
+        cuts the border). A concept cut off entirely by the crop becomes invisible."""
+        preprocessor = ImagePreprocessor(preprocessing)
+        (rw, rh), (left, top) = preprocessor.geometry(self.image_size, self.image_size)
+        sx, sy = rw / self.image_size, rh / self.image_size
+        width, height = preprocessor.width, preprocessor.height
+
+        def move(truth: ImageTruth) -> ImageTruth:
+            moved = []
+            for inst in truth.instances:
+                x0, y0, x1, y1 = inst.box
+                box = (
+                    min(max(x0 * sx - left, 0.0), width),
+                    min(max(y0 * sy - top, 0.0), height),
+                    min(max(x1 * sx - left, 0.0), width),
+                    min(max(y1 * sy - top, 0.0), height),
+                )
+                inside = box[2] > box[0] and box[3] > box[1]
+                moved.append(dataclasses.replace(inst, box=box, visible=inst.visible and inside))
+            return ImageTruth(truth.label, tuple(moved))
+
+        if (rw, rh, left, top, width, height) == (self.image_size, self.image_size, 0, 0, self.image_size, self.image_size):
+            return self
+        return dataclasses.replace(
+            self,
+            train=tuple(move(t) for t in self.train),
+            test=tuple(move(t) for t in self.test),
+            input_size=(width, height),
+        )
+
     def to_dict(self) -> dict:
         """JSON-ready (written next to an exported split)."""
         return {
             "concept_names": list(self.concept_names),
             "class_concepts": [sorted(s) for s in self.class_concepts],
             "image_size": self.image_size,
-            "box_format": "x0, y0, x1, y1 in pixels, x1/y1 exclusive",
+            "box_size": list(self.input_size),
+            "box_format": "x0, y0, x1, y1 in pixel coordinates (pixel i spans [i, i+1))",
             "train": [t.to_dict() for t in self.train],
             "test": [t.to_dict() for t in self.test],
         }
@@ -157,35 +207,27 @@ class ConceptGroundTruth:
 
 
 def concept_pool(config: ConceptsConfig) -> tuple[Concept, ...]:
-    """`pool_size` distinct concepts, spread so that every shape, colour and texture is reused as
-    evenly as possible and no shape-colour pair repeats while it can be avoided: then neither the
-    shape nor the colour alone identifies a concept. Depends only on the vocabulary, not the seed,
+    """`pool_size` distinct concepts in rounds: concept i has shape i mod S, and in round
+    r = i // S the colours are shifted by 3r and the texture is r mod T. So shapes and colours
+    are used evenly and (while the pool is at most S*C) no shape-colour pair repeats: neither
+    the shape nor the colour alone names a concept. Depends only on the vocabulary, not the seed,
     so concept names stay stable across seeds."""
     shapes, colors, textures = config.shapes, config.colors, config.textures
-    # Diagonal order: row r pairs shape s with colour s + 3r, so the first picks already spread.
-    candidates = []
-    for r in range(len(colors)):
-        for t in range(len(textures)):
-            for s in range(len(shapes)):
-                candidates.append((s, (s + 3 * r + t) % len(colors), (t + r) % len(textures)))
-    candidates += [c for c in itertools.product(range(len(shapes)), range(len(colors)), range(len(textures))) if c not in candidates]
-    shape_use, color_use, texture_use = (np.zeros(len(v), int) for v in (shapes, colors, textures))
-    pair_use: dict[tuple[int, int], int] = {}
-    chosen: list[tuple[int, int, int]] = []
     taken: set[tuple[int, int, int]] = set()
-    for _ in range(config.pool_size):
-        best = min(
-            (c for c in candidates if c not in taken),
-            key=lambda c: (pair_use.get((c[0], c[1]), 0), shape_use[c[0]] + color_use[c[1]] + texture_use[c[2]]),
-        )
-        taken.add(best)
-        chosen.append(best)
-        s, c, t = best
-        shape_use[s] += 1
-        color_use[c] += 1
-        texture_use[t] += 1
-        pair_use[(s, c)] = pair_use.get((s, c), 0) + 1
-    return tuple(Concept(shapes[s], colors[c], textures[t]) for s, c, t in chosen)
+    pool = []
+    for i in range(config.pool_size):
+        r = i // len(shapes)
+        s, c, t = i % len(shapes), (i + 3 * r) % len(colors), r % len(textures)
+        # Past S*C concepts a triple can repeat: move to the next free texture, then colour.
+        for dc, dt in itertools.product(range(len(colors)), range(len(textures))):
+            candidate = (s, (c + dc) % len(colors), (t + dt) % len(textures))
+            if candidate not in taken:
+                break
+        else:  # every colour and texture of this shape is used: take any free triple
+            candidate = next(x for x in itertools.product(range(len(shapes)), range(len(colors)), range(len(textures))) if x not in taken)
+        taken.add(candidate)
+        pool.append(Concept(shapes[candidate[0]], colors[candidate[1]], textures[candidate[2]]))
+    return tuple(pool)
 
 
 def class_concept_sets(config: ConceptsConfig, seed: int) -> tuple[frozenset[int], ...]:
@@ -274,7 +316,7 @@ class Scene:
     def truth(self) -> ImageTruth:
         instances = sorted(
             (ConceptInstance(p.concept, mask_box(p.mask), p.visible, p.distractor) for p in self.placements),
-            key=lambda i: i.concept,
+            key=lambda i: i.concept_id,
         )
         return ImageTruth(self.label, tuple(instances))
 

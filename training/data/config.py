@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from qpm_zoo.config import _Fields
-from qpm_zoo.errors import ConfigError
+from qpm_zoo._fields import FieldReader
 
 DATASETS = ("concepts", "fashion_mnist", "imagefolder", "cub200", "stanford_cars")
 
@@ -78,7 +77,7 @@ class ConceptsConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def _parse(cls, f: _Fields) -> "ConceptsConfig":
+    def _parse(cls, f: FieldReader) -> "ConceptsConfig":
         d = cls()
         values: dict[str, Any] = {}
         for key in ("concepts_per_class", "pool_size", "train_size", "test_size"):
@@ -125,14 +124,14 @@ class ConceptsConfig:
         return cls(**values)
 
 
-def _bounded(f: _Fields, key: str, default: float, low: float, high: float) -> float:
+def _bounded(f: FieldReader, key: str, default: float, low: float, high: float) -> float:
     value = f.float(key, default)
     if not low <= value <= high:
         raise f.error(key, f"must be in [{low:g}, {high:g}], got {value:g}")
     return value
 
 
-def _range(f: _Fields, key: str, default: tuple[float, float], low: float, high: float) -> tuple[float, float]:
+def _range(f: FieldReader, key: str, default: tuple[float, float], low: float, high: float) -> tuple[float, float]:
     values = f.float_list(key, list(default))
     if len(values) != 2 or not low <= values[0] <= values[1] <= high:
         raise f.error(key, f"must be [min, max] with {low:g} <= min <= max <= {high:g}, got {values}")
@@ -153,12 +152,12 @@ class DataConfig:
 
     @property
     def dataset_root(self) -> Path:
-        """The folder to read; raises DataConfigError when none is configured."""
+        """The folder to read: `root`, or the dataset's default location."""
         if self.root is not None:
             return self.root
         default = DEFAULT_ROOTS.get(self.name)
         if default is None:
-            raise DataConfigError(f"data: field 'data.root' is required for dataset '{self.name}'")
+            raise DataConfigError(f"dataset '{self.name}' needs a root folder (field 'data.root')")
         return Path(default)
 
     def to_dict(self) -> dict:
@@ -178,13 +177,10 @@ class DataConfig:
     ) -> "DataConfig":
         """Parse a `data:` mapping strictly. Relative roots are resolved against `base_dir`
         (the config file's folder) when given. Errors read `SOURCE: field 'data.KEY' ...`."""
-        try:
-            return cls._parse(_Fields(data, source, path), base_dir)
-        except ConfigError as e:
-            raise DataConfigError(str(e)) from None
+        return cls._parse(FieldReader(data, source, path, error=DataConfigError), base_dir)
 
     @classmethod
-    def _parse(cls, f: _Fields, base_dir: str | Path | None) -> "DataConfig":
+    def _parse(cls, f: FieldReader, base_dir: str | Path | None) -> "DataConfig":
         name = f.str("name", choices=DATASETS)
         root_text = f.str("root", None)
         if root_text is not None and not root_text.strip():
@@ -196,6 +192,8 @@ class DataConfig:
                 root = Path(base_dir) / root
         if name == "concepts" and root is not None:
             raise f.error("root", "is not used by the generated 'concepts' dataset; remove it")
+        if name != "concepts" and root is None and DEFAULT_ROOTS[name] is None:
+            raise f.error("root", f"is required for dataset '{name}' (the folder holding its files)")
         crop = f.bool("crop_to_bbox", False)
         if crop and name not in BOX_DATASETS:
             raise f.error("crop_to_bbox", f"applies only to {list(BOX_DATASETS)}, not to '{name}'")
@@ -219,4 +217,4 @@ class DataConfig:
         """Check, without reading images, that the dataset's files are where the config says."""
         from .build import loader_for
 
-        loader_for(self.name).locate(self)
+        loader_for(self.name).check_files(self)

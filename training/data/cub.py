@@ -50,7 +50,7 @@ def read_rows(path: Path, types: tuple[Callable, ...]) -> list[tuple]:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            parts = line.split(maxsplit=len(types) - 1)
+            parts = line.strip().split(maxsplit=len(types) - 1)
             if len(parts) != len(types):
                 raise DataConfigError(f"{path}: line {number} has {len(parts)} columns, expected {len(types)}")
             try:

@@ -51,7 +51,7 @@ def _draw_truth(draw: ImageDraw.ImageDraw, truth: ImageTruth, zoom: float, offse
         x0, y0, x1, y1 = (v * zoom for v in inst.box)
         box = (ox + x0, oy + y0, ox + x1 - 1, oy + y1 - 1)
         draw.rectangle(box, outline=BOX_COLORS[kind], width=2)
-        label = str(inst.concept)
+        label = str(inst.concept_id)
         tw = draw.textlength(label, font=font)
         draw.rectangle((box[0], box[1], box[0] + tw + 3, box[1] + 12), fill=(0, 0, 0))
         draw.text((box[0] + 2, box[1]), label, fill=BOX_COLORS[kind], font=font)
