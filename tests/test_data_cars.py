@@ -12,19 +12,34 @@ from PIL import Image
 from training.data import DataConfig, DataConfigError, build_datasets
 
 CLASS_NAMES = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Acura TL Sedan 2012"]
-FIELDS = [("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"), ("class", "O"), ("fname", "O")]
+FIELDS = [
+    ("bbox_x1", "O"),
+    ("bbox_y1", "O"),
+    ("bbox_x2", "O"),
+    ("bbox_y2", "O"),
+    ("class", "O"),
+    ("fname", "O"),
+]
 # fname, class (1-based), box (x1, y1, x2, y2) inclusive, image size
-TRAIN = [("00001.jpg", 1, (3, 2, 22, 11), (30, 20)), ("00002.jpg", 3, (0, 0, 15, 9), (16, 10)), ("00003.jpg", 2, (5, 5, 9, 9), (12, 12))]
+TRAIN = [
+    ("00001.jpg", 1, (3, 2, 22, 11), (30, 20)),
+    ("00002.jpg", 3, (0, 0, 15, 9), (16, 10)),
+    ("00003.jpg", 2, (5, 5, 9, 9), (12, 12)),
+]
 TEST = [("00001.jpg", 2, (1, 1, 10, 6), (20, 10))]
 
 
 def annotations(rows) -> np.ndarray:
-    return np.array([(x1, y1, x2, y2, label, name) for name, label, (x1, y1, x2, y2), _ in rows], dtype=FIELDS)
+    return np.array(
+        [(x1, y1, x2, y2, label, name) for name, label, (x1, y1, x2, y2), _ in rows], dtype=FIELDS
+    )
 
 
 def make_cars(root: Path) -> Path:
     (root / "devkit").mkdir(parents=True)
-    scipy.io.savemat(root / "devkit" / "cars_meta.mat", {"class_names": np.array(CLASS_NAMES, dtype=object)})
+    scipy.io.savemat(
+        root / "devkit" / "cars_meta.mat", {"class_names": np.array(CLASS_NAMES, dtype=object)}
+    )
     scipy.io.savemat(root / "devkit" / "cars_train_annos.mat", {"annotations": annotations(TRAIN)})
     scipy.io.savemat(root / "cars_test_annos_withlabels.mat", {"annotations": annotations(TEST)})
     for split, rows in (("train", TRAIN), ("test", TEST)):
@@ -62,12 +77,18 @@ def test_errors_name_the_files(tmp_path):
     make_cars(tmp_path)
     labelled = tmp_path / "cars_test_annos_withlabels.mat"
     labelled.rename(tmp_path / "elsewhere.mat")
-    with pytest.raises(DataConfigError, match=f"{labelled}: does not exist; expected the labelled test annotations"):
+    with pytest.raises(
+        DataConfigError, match=f"{labelled}: does not exist; expected the labelled test annotations"
+    ):
         config(tmp_path).validate()
     (tmp_path / "elsewhere.mat").rename(labelled)
 
-    scipy.io.savemat(labelled, {"annotations": np.array([(1, 1, 4, 4, 9, "00001.jpg")], dtype=FIELDS)})
-    with pytest.raises(DataConfigError, match=f"{labelled}: annotation 0 \\(00001.jpg\\) has class 9, not in 1..3"):
+    scipy.io.savemat(
+        labelled, {"annotations": np.array([(1, 1, 4, 4, 9, "00001.jpg")], dtype=FIELDS)}
+    )
+    with pytest.raises(
+        DataConfigError, match=f"{labelled}: annotation 0 \\(00001.jpg\\) has class 9, not in 1..3"
+    ):
         build_datasets(config(tmp_path))
 
     no_class = np.array([(1, 1, 4, 4, "00001.jpg")], dtype=[f for f in FIELDS if f[0] != "class"])
@@ -76,7 +97,10 @@ def test_errors_name_the_files(tmp_path):
         build_datasets(config(tmp_path))
 
     scipy.io.savemat(labelled, {"annos": annotations(TEST)})
-    with pytest.raises(DataConfigError, match=f"{labelled}: has no variable 'annotations' \\(found \\['annos'\\]\\)"):
+    with pytest.raises(
+        DataConfigError,
+        match=f"{labelled}: has no variable 'annotations' \\(found \\['annos'\\]\\)",
+    ):
         build_datasets(config(tmp_path))
 
     labelled.write_bytes(b"MATLAB 5.0 MAT-file, damaged")
@@ -85,5 +109,8 @@ def test_errors_name_the_files(tmp_path):
 
     scipy.io.savemat(labelled, {"annotations": annotations(TEST)})
     (tmp_path / "cars_test" / "00001.jpg").unlink()
-    with pytest.raises(DataConfigError, match="1 image file\\(s\\) listed in its metadata are missing: .*cars_test/00001.jpg"):
+    with pytest.raises(
+        DataConfigError,
+        match="1 image file\\(s\\) listed in its metadata are missing: .*cars_test/00001.jpg",
+    ):
         build_datasets(config(tmp_path))

@@ -12,11 +12,19 @@ import torch
 from torch.utils.data import DataLoader
 
 from qpm_zoo import PreprocessConfig
-from training.data import ConceptsConfig, DataConfig, build_datasets, eval_transform, train_transform
+from training.data import (
+    ConceptsConfig,
+    DataConfig,
+    build_datasets,
+    eval_transform,
+    train_transform,
+)
 from training.data.concept_drawing import COLOR_RGB
 from training.data.concepts import ConceptGenerator, allowed_distractors, concept_pool
 
-SMALL = ConceptsConfig(num_classes=8, concepts_per_class=3, pool_size=12, image_size=64, train_size=64, test_size=32)
+SMALL = ConceptsConfig(
+    num_classes=8, concepts_per_class=3, pool_size=12, image_size=64, train_size=64, test_size=32
+)
 
 
 def generator(seed: int = 0, **changes) -> ConceptGenerator:
@@ -41,10 +49,14 @@ def test_pool_spreads_shapes_colours_and_textures():
     assert len(set(names)) == 16
     assert names[:2] == ["red circle", "green square"] and names[8] == "striped yellow circle"
     pairs = [(c.shape, c.color) for c in pool]
-    assert len(set(pairs)) == 16, "no shape-colour pair repeats: texture alone never separates two concepts"
+    assert len(set(pairs)) == 16, (
+        "no shape-colour pair repeats: texture alone never separates two concepts"
+    )
     for attribute in ("shape", "color"):
         counts = np.unique([getattr(c, attribute) for c in pool], return_counts=True)[1]
-        assert counts.tolist() == [2] * 8, f"every {attribute} is used twice, so it alone does not name a concept"
+        assert counts.tolist() == [2] * 8, (
+            f"every {attribute} is used twice, so it alone does not name a concept"
+        )
     assert concept_pool(ConceptsConfig()) == pool, "the pool does not depend on the seed"
 
 
@@ -56,12 +68,18 @@ def test_classes_are_unique_overlapping_sets_covering_the_pool(seed):
     assert all(len(s) == 4 for s in sets)
     assert set().union(*sets) == set(range(16)), "every pool concept belongs to some class"
     closest = [min(len(s - t) for t in sets if t is not s) for s in sets]
-    assert max(closest) <= 3 and np.mean(closest) <= 2, "classes share parts with their nearest class"
+    assert max(closest) <= 3 and np.mean(closest) <= 2, (
+        "classes share parts with their nearest class"
+    )
 
 
 def test_crowded_class_space_still_gives_distinct_sets():
-    gen = ConceptGenerator(dataclasses.replace(SMALL, num_classes=10, pool_size=5, concepts_per_class=2), 0)
-    assert sorted(map(sorted, gen.class_concepts)) == [list(c) for c in itertools.combinations(range(5), 2)]
+    gen = ConceptGenerator(
+        dataclasses.replace(SMALL, num_classes=10, pool_size=5, concepts_per_class=2), 0
+    )
+    assert sorted(map(sorted, gen.class_concepts)) == [
+        list(c) for c in itertools.combinations(range(5), 2)
+    ]
 
 
 def test_distractors_never_complete_another_class():
@@ -86,7 +104,9 @@ def test_every_image_shows_its_class_concepts_once():
         assert {i.concept_id for i in extra} == set(ids) - own and len(extra) <= 1
         distractors += len(extra)
         shown = set(ids)
-        assert not any(other <= shown for c, other in enumerate(gen.class_concepts) if c != truth.label)
+        assert not any(
+            other <= shown for c, other in enumerate(gen.class_concepts) if c != truth.label
+        )
         for inst in truth.instances:
             x0, y0, x1, y1 = inst.box
             assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
@@ -96,13 +116,17 @@ def test_every_image_shows_its_class_concepts_once():
 
 
 def close_to(pixels: np.ndarray, rgb: tuple[int, int, int], tolerance: float = 60.0) -> np.ndarray:
-    return np.linalg.norm(pixels.astype(np.float32) - np.asarray(rgb, np.float32), axis=-1) < tolerance
+    return (
+        np.linalg.norm(pixels.astype(np.float32) - np.asarray(rgb, np.float32), axis=-1) < tolerance
+    )
 
 
 def test_boxes_hold_the_drawn_concepts_and_nothing_else_is_saturated():
     """Without clutter and occlusion, each box holds its concept's colour, and the colour appears
     nowhere outside the boxes of concepts that have it."""
-    gen = generator(0, clutter_range=(0, 0), occlusion_prob=0.0, distractor_prob=0.5, textures=("solid",))
+    gen = generator(
+        0, clutter_range=(0, 0), occlusion_prob=0.0, distractor_prob=0.5, textures=("solid",)
+    )
     for index in range(40):
         truth = gen.truth("train", index)
         pixels = np.asarray(gen.image("train", index))
@@ -110,7 +134,9 @@ def test_boxes_hold_the_drawn_concepts_and_nothing_else_is_saturated():
             color = COLOR_RGB[gen.concepts[inst.concept_id].color]
             x0, y0, x1, y1 = (int(v) for v in inst.box)
             inside = close_to(pixels[y0:y1, x0:x1], color)
-            assert inside.mean() > 0.2, f"image {index}: concept {inst.concept_id} not drawn in its box"
+            assert inside.mean() > 0.2, (
+                f"image {index}: concept {inst.concept_id} not drawn in its box"
+            )
             # the tight box touches the shape on all four sides
             assert inside[0].any() or inside[:, 0].any()
             assert inside[-1].any() or inside[:, -1].any()
@@ -128,8 +154,12 @@ def test_occlusion_hides_concepts():
     never = generator(0, occlusion_prob=0.0, max_overlap=0.0, scale_range=(0.15, 0.18))
     hidden = [sum(not i.visible for i in always.truth("train", n).instances) for n in range(60)]
     assert np.mean([h >= 1 for h in hidden]) > 0.9
-    hidden_is_distractor = [i.distractor for n in range(60) for i in always.truth("train", n).instances if not i.visible]
-    assert sum(hidden_is_distractor) <= 0.1 * len(hidden_is_distractor), "the occluder covers class concepts"
+    hidden_is_distractor = [
+        i.distractor for n in range(60) for i in always.truth("train", n).instances if not i.visible
+    ]
+    assert sum(hidden_is_distractor) <= 0.1 * len(hidden_is_distractor), (
+        "the occluder covers class concepts"
+    )
     for n in range(60):
         assert all(i.visible for i in never.truth("train", n).instances)
     # an occluded concept's colour mostly disappears from its box
@@ -144,8 +174,14 @@ def test_occlusion_hides_concepts():
 
 
 def test_build_gives_aligned_ground_truth_and_presence():
-    data = {"name": "concepts", "seed": 4, "concepts": dataclasses.asdict(SMALL) | {"textures": ["solid", "striped"]}}
-    data["concepts"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data["concepts"].items()}
+    data = {
+        "name": "concepts",
+        "seed": 4,
+        "concepts": dataclasses.asdict(SMALL) | {"textures": ["solid", "striped"]},
+    }
+    data["concepts"] = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in data["concepts"].items()
+    }
     splits = build_datasets(DataConfig.from_dict({**data, "train_subset": 24}, "t"))
     gt = splits.ground_truth
     gen = splits.train.generator
@@ -159,17 +195,33 @@ def test_build_gives_aligned_ground_truth_and_presence():
     presence = gt.presence("test")
     assert presence.shape == (32, 12) and presence.dtype == bool
     for n, truth in enumerate(gt.test):
-        assert set(np.flatnonzero(presence[n])) == {i.concept_id for i in truth.instances if i.visible}
+        assert set(np.flatnonzero(presence[n])) == {
+            i.concept_id for i in truth.instances if i.visible
+        }
     assert gt.presence("test", visible_only=False).sum() >= presence.sum()
     matrix = gt.class_concept_matrix()
     assert matrix.shape == (8, 12) and matrix.sum(axis=1).tolist() == [3] * 8
-    assert gt.train[0].annotations() == [(i.concept_id, i.box, i.visible) for i in gt.train[0].instances]
+    assert gt.train[0].annotations() == [
+        (i.concept_id, i.box, i.visible) for i in gt.train[0].instances
+    ]
 
 
 def test_boxes_follow_the_evaluation_crop():
-    gen = generator(0)
-    splits = build_datasets(DataConfig.from_dict({"name": "concepts", "concepts": {"num_classes": 4, "pool_size": 6,
-                                                                                  "concepts_per_class": 2, "train_size": 8, "test_size": 8}}, "t"))
+    splits = build_datasets(
+        DataConfig.from_dict(
+            {
+                "name": "concepts",
+                "concepts": {
+                    "num_classes": 4,
+                    "pool_size": 6,
+                    "concepts_per_class": 2,
+                    "train_size": 8,
+                    "test_size": 8,
+                },
+            },
+            "t",
+        )
+    )
     gt = splits.ground_truth
     same = PreprocessConfig(input_size=(3, 64, 64), crop_pct=1.0)
     assert gt.as_seen(same) is gt
@@ -177,16 +229,30 @@ def test_boxes_follow_the_evaluation_crop():
     assert double.input_size == (128, 128)
     for a, b in zip(gt.test[0].instances, double.test[0].instances):
         assert b.box == tuple(2.0 * v for v in a.box)
-    zoom = gt.as_seen(PreprocessConfig(input_size=(3, 64, 64), crop_pct=0.8))  # resize to 80, crop 8 px each side
+    zoom = gt.as_seen(
+        PreprocessConfig(input_size=(3, 64, 64), crop_pct=0.8)
+    )  # resize to 80, crop 8 px each side
     for a, b in zip(gt.test[1].instances, zoom.test[1].instances):
         expected = tuple(min(max(v * 80 / 64 - 8, 0.0), 64.0) for v in a.box)
         assert b.box == pytest.approx(expected)
-    del gen
 
 
 def test_datasets_work_in_a_dataloader_and_pickle():
-    splits = build_datasets(DataConfig.from_dict({"name": "concepts", "concepts": {"num_classes": 4, "pool_size": 6,
-                                                                                  "concepts_per_class": 2, "train_size": 16, "test_size": 8}}, "t"))
+    splits = build_datasets(
+        DataConfig.from_dict(
+            {
+                "name": "concepts",
+                "concepts": {
+                    "num_classes": 4,
+                    "pool_size": 6,
+                    "concepts_per_class": 2,
+                    "train_size": 16,
+                    "test_size": 8,
+                },
+            },
+            "t",
+        )
+    )
     pre = PreprocessConfig(input_size=(3, 64, 64), crop_pct=1.0, mean=(0.5,) * 3, std=(0.5,) * 3)
     splits.train.transform = train_transform(pre, "light")
     x, y = next(iter(DataLoader(splits.train, batch_size=8, shuffle=True)))

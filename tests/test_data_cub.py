@@ -26,7 +26,9 @@ ATTRIBUTES = 312
 def make_cub(root: Path, attributes: bool = True) -> Path:
     base = root / "CUB_200_2011"
     (base / "images").mkdir(parents=True)
-    lines = {name: [] for name in ("images", "image_class_labels", "train_test_split", "bounding_boxes")}
+    lines = {
+        name: [] for name in ("images", "image_class_labels", "train_test_split", "bounding_boxes")
+    }
     for image_id, label, is_train, (x, y, w, h), size in IMAGES:
         rel = f"{CLASSES[label - 1]}/{CLASSES[label - 1].split('.')[1]}_{image_id:04d}.jpg"
         (base / "images" / rel).parent.mkdir(exist_ok=True)
@@ -42,10 +44,15 @@ def make_cub(root: Path, attributes: bool = True) -> Path:
     (base / "classes.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(CLASSES)))
     if attributes:
         (base / "attributes").mkdir()
-        table = np.arange(len(CLASSES) * ATTRIBUTES, dtype=float).reshape(len(CLASSES), ATTRIBUTES) % 101
+        table = (
+            np.arange(len(CLASSES) * ATTRIBUTES, dtype=float).reshape(len(CLASSES), ATTRIBUTES)
+            % 101
+        )
         np.savetxt(base / "attributes" / "class_attribute_labels_continuous.txt", table, fmt="%.6f")
         # the official archive puts attributes.txt next to CUB_200_2011/
-        (root / "attributes.txt").write_text("".join(f"{i + 1} has_part::value_{i + 1}\n" for i in range(ATTRIBUTES)))
+        (root / "attributes.txt").write_text(
+            "".join(f"{i + 1} has_part::value_{i + 1}\n" for i in range(ATTRIBUTES))
+        )
     return base
 
 
@@ -63,7 +70,10 @@ def test_official_layout_with_attributes(tmp_path):
     assert abs(int(np.asarray(image)[0, 0, 0]) - 120) <= 3
     assert splits.class_attributes.shape == (3, ATTRIBUTES)
     assert splits.class_attributes[1, 0] == ATTRIBUTES % 101
-    assert splits.attribute_names[0] == "has_part::value_1" and len(splits.attribute_names) == ATTRIBUTES
+    assert (
+        splits.attribute_names[0] == "has_part::value_1"
+        and len(splits.attribute_names) == ATTRIBUTES
+    )
     # ROOT may also be the CUB_200_2011 folder itself
     again = build_datasets(config(tmp_path / "CUB_200_2011"))
     assert again.train.labels.tolist() == splits.train.labels.tolist()
@@ -73,7 +83,9 @@ def test_crop_to_ground_truth_boxes(tmp_path):
     make_cub(tmp_path, attributes=False)
     splits = build_datasets(config(tmp_path, crop_to_bbox=True))
     assert splits.class_attributes is None and splits.attribute_names is None
-    sizes = [splits.train.image(i).size for i in range(3)] + [splits.test.image(i).size for i in range(3)]
+    sizes = [splits.train.image(i).size for i in range(3)] + [
+        splits.test.image(i).size for i in range(3)
+    ]
     # (x, y, w, h) → crop (floor x, floor y, ceil(x + w), ceil(y + h)), clipped to the image
     assert sizes == [(10, 8), (13, 10), (20, 16), (30, 20), (5, 5), (16, 8)]
 
@@ -82,7 +94,9 @@ def test_errors_name_files_and_lines(tmp_path):
     base = make_cub(tmp_path)
     missing = base / "images" / Path((base / "images.txt").read_text().split("\n")[2].split()[1])
     missing.unlink()
-    with pytest.raises(DataConfigError, match=f"1 image file\\(s\\) listed in its metadata are missing: {missing}"):
+    with pytest.raises(
+        DataConfigError, match=f"1 image file\\(s\\) listed in its metadata are missing: {missing}"
+    ):
         build_datasets(config(tmp_path))
 
     (base / "bounding_boxes.txt").unlink()
@@ -91,10 +105,14 @@ def test_errors_name_files_and_lines(tmp_path):
         config(tmp_path, crop_to_bbox=True).validate()
 
     (base / "train_test_split.txt").write_text("1 1\n2 zero\n")
-    with pytest.raises(DataConfigError, match=f"{base / 'train_test_split.txt'}: line 2 cannot be parsed"):
+    with pytest.raises(
+        DataConfigError, match=f"{base / 'train_test_split.txt'}: line 2 cannot be parsed"
+    ):
         build_datasets(config(tmp_path))
     (base / "train_test_split.txt").write_text("1 1\n2 0\n")
-    with pytest.raises(DataConfigError, match="train_test_split.txt: no entry for image id\\(s\\) \\[3, 4, 5, 6\\]"):
+    with pytest.raises(
+        DataConfigError, match="train_test_split.txt: no entry for image id\\(s\\) \\[3, 4, 5, 6\\]"
+    ):
         build_datasets(config(tmp_path))
 
     table = base / "attributes" / "class_attribute_labels_continuous.txt"
@@ -102,5 +120,7 @@ def test_errors_name_files_and_lines(tmp_path):
     (base / "train_test_split.txt").write_text("".join(f"{i} {t}\n" for i, _, t, _, _ in IMAGES))
     missing.parent.mkdir(exist_ok=True)
     Image.new("RGB", (40, 24)).save(missing)
-    with pytest.raises(DataConfigError, match=f"{table}: has 2 rows, expected one per class \\(3\\)"):
+    with pytest.raises(
+        DataConfigError, match=f"{table}: has 2 rows, expected one per class \\(3\\)"
+    ):
         build_datasets(config(tmp_path))

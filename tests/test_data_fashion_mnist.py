@@ -20,7 +20,9 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
-def write_split(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, compress: bool) -> None:
+def write_split(
+    folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, compress: bool
+) -> None:
     for kind, array, dims in (("images", images, 3), ("labels", labels, 1)):
         name = f"{prefix}-{kind}-idx{dims}-ubyte"
         if compress:
@@ -51,8 +53,12 @@ def test_reads_tiny_idx_files(tiny):
         image, label = dataset[7]
         assert image.mode == "RGB" and image.size == (28, 28) and label == labels[7]
         rgb = np.asarray(image)
-        assert np.array_equal(rgb[:, :, 0], pixels[7]) and np.array_equal(rgb[:, :, 0], rgb[:, :, 2])
-    sub = build_datasets(DataConfig.from_dict({"name": "fashion_mnist", "root": str(root), "train_subset": 20}, "t"))
+        assert np.array_equal(rgb[:, :, 0], pixels[7]) and np.array_equal(
+            rgb[:, :, 0], rgb[:, :, 2]
+        )
+    sub = build_datasets(
+        DataConfig.from_dict({"name": "fashion_mnist", "root": str(root), "train_subset": 20}, "t")
+    )
     assert sub.train.class_counts().tolist() == [2] * 10
 
 
@@ -70,7 +76,10 @@ def test_bad_files_are_named(tiny, tmp_path):
     with pytest.raises(DataConfigError, match=f"{broken}: cannot be read"):
         read_idx(broken)
     labels.unlink()
-    with pytest.raises(DataConfigError, match="missing t10k-labels-idx1-ubyte.gz .*apt-get install dataset-fashion-mnist"):
+    with pytest.raises(
+        DataConfigError,
+        match="missing t10k-labels-idx1-ubyte.gz .*apt-get install dataset-fashion-mnist",
+    ):
         DataConfig.from_dict({"name": "fashion_mnist", "root": str(root)}, "t").validate()
 
 
@@ -81,9 +90,13 @@ def test_label_count_must_match_images(tmp_path):
         build_datasets(DataConfig.from_dict({"name": "fashion_mnist", "root": str(tmp_path)}, "t"))
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason=f"{REAL} absent (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not REAL.is_dir(), reason=f"{REAL} absent (apt-get install dataset-fashion-mnist)"
+)
 def test_real_debian_files():
-    splits = build_datasets(DataConfig.from_dict({"name": "fashion_mnist"}, "t"))  # the default root
+    splits = build_datasets(
+        DataConfig.from_dict({"name": "fashion_mnist"}, "t")
+    )  # the default root
     assert (len(splits.train), len(splits.test)) == (60000, 10000)
     assert splits.train.class_counts().tolist() == [6000] * 10
     assert splits.test.class_counts().tolist() == [1000] * 10

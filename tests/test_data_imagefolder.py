@@ -55,17 +55,25 @@ def test_layout_errors_name_the_folders(tmp_path):
     with pytest.raises(DataConfigError) as info:
         config(tmp_path).validate()
     message = str(info.value)
-    assert f"only in {tmp_path / 'train'}: ['c_wren']" in message and f"only in {tmp_path / 'test'}: ['d_tit']" in message
+    assert (
+        f"only in {tmp_path / 'train'}: ['c_wren']" in message
+        and f"only in {tmp_path / 'test'}: ['d_tit']" in message
+    )
 
     (tmp_path / "test" / "d_tit").rmdir()
     (tmp_path / "test" / "c_wren").mkdir()
-    with pytest.raises(DataConfigError, match=f"{tmp_path / 'test' / 'c_wren'}: class folder holds no images"):
+    with pytest.raises(
+        DataConfigError, match=f"{tmp_path / 'test' / 'c_wren'}: class folder holds no images"
+    ):
         build_datasets(config(tmp_path))
 
 
 def test_missing_split_and_unreadable_image(tmp_path):
     write_image(tmp_path / "train" / "a" / "1.png", (1, 2, 3))
-    with pytest.raises(DataConfigError, match=f"{tmp_path / 'test'}: does not exist; expected one subfolder per class"):
+    with pytest.raises(
+        DataConfigError,
+        match=f"{tmp_path / 'test'}: does not exist; expected one subfolder per class",
+    ):
         build_datasets(config(tmp_path))
     (tmp_path / "test").mkdir()
     with pytest.raises(DataConfigError, match=f"{tmp_path / 'test'}: holds no class folders"):

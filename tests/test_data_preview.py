@@ -12,7 +12,13 @@ from training.data import DataConfig, DataConfigError, build_datasets
 from training.data.__main__ import main
 from training.data.preview import BOX_COLORS, TILE, class_folder_names, contact_sheet, export_splits
 
-CONCEPTS = {"num_classes": 4, "concepts_per_class": 2, "pool_size": 6, "train_size": 12, "test_size": 8}
+CONCEPTS = {
+    "num_classes": 4,
+    "concepts_per_class": 2,
+    "pool_size": 6,
+    "train_size": 12,
+    "test_size": 8,
+}
 
 
 @pytest.fixture
@@ -22,11 +28,13 @@ def splits():
 
 def test_contact_sheet_shows_images_boxes_and_legend(splits, tmp_path):
     gt = splits.ground_truth
-    path = contact_sheet(splits.test, tmp_path / "sheet.png", count=6, columns=3, truths=gt.test, ground_truth=gt)
+    path = contact_sheet(
+        splits.test, tmp_path / "sheet.png", count=6, columns=3, truths=gt.test, ground_truth=gt
+    )
     sheet = np.asarray(Image.open(path).convert("RGB"))
     assert sheet.shape[1] == 3 * (TILE + 4) + 4
     # the first tile is image 0 zoomed 3x (64 px → 192), boxes drawn over it
-    tile = sheet[4: 4 + TILE, 4: 4 + TILE]
+    tile = sheet[4 : 4 + TILE, 4 : 4 + TILE]
     zoomed = np.asarray(splits.test.image(0).resize((TILE, TILE), Image.Resampling.NEAREST))
     assert (tile == zoomed).all(axis=-1).mean() > 0.7
     first = gt.test[0].instances[0]
@@ -62,21 +70,34 @@ def test_export_writes_an_imagefolder_tree_that_reads_back(splits, tmp_path):
     (out / "stale.txt").write_text("old")
     export_splits(splits, out, overwrite=True, progress=False)
     assert not (out / "stale.txt").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"], "no temporary folders left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"], (
+        "no temporary folders left behind"
+    )
 
 
 def test_class_folder_names_sort_in_label_order():
     assert class_folder_names(["class 0", "class 1"]) == ["class 0", "class 1"]
-    assert class_folder_names(["T-shirt/top", "Trouser", "Bag"]) == ["0 T-shirt-top", "1 Trouser", "2 Bag"]
+    assert class_folder_names(["T-shirt/top", "Trouser", "Bag"]) == [
+        "0 T-shirt-top",
+        "1 Trouser",
+        "2 Bag",
+    ]
 
 
 def test_cli_summary_sheet_and_errors(tmp_path, capsys):
     config = tmp_path / "train.yaml"
-    config.write_text("data:\n  name: concepts\n  concepts:\n" + "".join(f"    {k}: {v}\n" for k, v in CONCEPTS.items()))
+    config.write_text(
+        "data:\n  name: concepts\n  concepts:\n"
+        + "".join(f"    {k}: {v}\n" for k, v in CONCEPTS.items())
+    )
     sheet = tmp_path / "sheet.png"
     assert main(["--config", str(config), "--sheet", str(sheet), "--count", "4", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["train_images"] == 12 and summary["num_classes"] == 4 and summary["sheet"] == str(sheet)
+    assert (
+        summary["train_images"] == 12
+        and summary["num_classes"] == 4
+        and summary["sheet"] == str(sheet)
+    )
     assert len(summary["class_concepts"]) == 4 and Image.open(sheet).format == "PNG"
 
     assert main(["--config", str(config)]) == 0

@@ -1,7 +1,7 @@
 """Look at a training dataset: a summary table, a contact sheet PNG, or the splits written to disk.
 
-    python -m training.data --dataset concepts --sheet concepts.png
-    python -m training.data --config train.yaml --export runs/data/concepts --json
+python -m training.data --dataset concepts --sheet concepts.png
+python -m training.data --config train.yaml --export runs/data/concepts --json
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from qpm_zoo._cmdline import format_table, print_json
 
@@ -40,13 +40,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     doc = (__doc__ or "").strip().splitlines()
     parser = argparse.ArgumentParser(prog="python -m training.data", description=doc[0])
     source = parser.add_argument_group("which data")
-    source.add_argument("--config", type=Path, help="YAML or JSON config; its 'data:' section is used")
-    source.add_argument("--dataset", choices=DATASETS, default="concepts", help="without --config (default: concepts)")
+    source.add_argument(
+        "--config", type=Path, help="YAML or JSON config; its 'data:' section is used"
+    )
+    source.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="concepts",
+        help="without --config (default: concepts)",
+    )
     source.add_argument("--root", help="dataset folder (without --config)")
     source.add_argument("--seed", type=int, default=0, help="without --config")
     out = parser.add_argument_group("what to do")
     out.add_argument("--sheet", type=Path, help="write a contact sheet PNG here")
-    out.add_argument("--split", choices=("train", "test"), default="train", help="split shown on the sheet")
+    out.add_argument(
+        "--split", choices=("train", "test"), default="train", help="split shown on the sheet"
+    )
     out.add_argument("--count", type=int, default=24, help="images on the sheet (default 24)")
     out.add_argument("--export", type=Path, help="write both splits as an ImageFolder tree here")
     out.add_argument("--overwrite", action="store_true", help="replace an existing --export folder")
@@ -94,12 +103,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print_json(summary)
         return 0
-    counts = [(name, len(d), int(d.class_counts().min()), int(d.class_counts().max())) for name, d in (("train", splits.train), ("test", splits.test))]
+    counts = [
+        (name, len(d), int(d.class_counts().min()), int(d.class_counts().max()))
+        for name, d in (("train", splits.train), ("test", splits.test))
+    ]
     print(f"{cfg.name}: {splits.num_classes} classes")
     print(format_table(["split", "images", "min/class", "max/class"], counts))
     if splits.ground_truth is not None:
         gt = splits.ground_truth
-        rows = [(splits.class_names[c], ", ".join(gt.concept_names[k] for k in sorted(s))) for c, s in enumerate(gt.class_concepts)]
+        rows = [
+            (splits.class_names[c], ", ".join(gt.concept_names[k] for k in sorted(s)))
+            for c, s in enumerate(gt.class_concepts)
+        ]
         print()
         print(format_table(["class", "concepts"], rows))
     for key in ("sheet", "export"):

@@ -7,9 +7,10 @@ generated, in-memory and on-disk data, and a DataLoader can wrap any of them dir
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -69,7 +70,7 @@ class ImageDataset(Dataset):
         """Images per class, [num_classes]."""
         return np.bincount(self.labels, minlength=self.num_classes)
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "ImageDataset":
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ImageDataset:
         """A copy holding only the images at `indices` (in that order)."""
         indices = np.asarray(indices, dtype=np.int64)
         out = copy.copy(self)
@@ -131,7 +132,11 @@ def stratified_indices(
         quota[c] -= 1
         remainder += 1
     rng = np.random.default_rng(seed)
-    chosen = [rng.choice(np.flatnonzero(labels == c), quota[c], replace=False) for c in range(num_classes) if quota[c]]
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), quota[c], replace=False)
+        for c in range(num_classes)
+        if quota[c]
+    ]
     return np.sort(np.concatenate(chosen))
 
 
@@ -149,7 +154,9 @@ class DataSplits:
     train: ImageDataset
     test: ImageDataset
     class_names: list[str]
-    ground_truth: Any = None  # ConceptGroundTruth | None (typed loosely: concepts.py imports this module)
+    ground_truth: Any = (
+        None  # ConceptGroundTruth | None (typed loosely: concepts.py imports this module)
+    )
     class_attributes: np.ndarray | None = None
     attribute_names: list[str] | None = None
 
@@ -167,7 +174,9 @@ class DataSplits:
             "train_per_class": [int(v) for v in self.train.class_counts()],
             "test_per_class": [int(v) for v in self.test.class_counts()],
             "has_ground_truth": self.ground_truth is not None,
-            "class_attributes": None if self.class_attributes is None else list(self.class_attributes.shape),
+            "class_attributes": None
+            if self.class_attributes is None
+            else list(self.class_attributes.shape),
         }
 
 
@@ -193,7 +202,9 @@ def require_images_exist(paths: Sequence[Path], dataset: str) -> None:
     if missing:
         shown = ", ".join(str(p) for p in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise DataConfigError(f"{dataset}: {len(missing)} image file(s) listed in its metadata are missing: {shown}{more}")
+        raise DataConfigError(
+            f"{dataset}: {len(missing)} image file(s) listed in its metadata are missing: {shown}{more}"
+        )
 
 
 @dataclass(frozen=True)
@@ -215,5 +226,7 @@ class FileDataset(ImageDataset):
         left, top = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
         right, bottom = min(image.width, int(np.ceil(x1))), min(image.height, int(np.ceil(y1)))
         if right <= left or bottom <= top:
-            raise DataConfigError(f"{sample.path}: its box {sample.box} lies outside the {image.width}x{image.height} image")
+            raise DataConfigError(
+                f"{sample.path}: its box {sample.box} lies outside the {image.width}x{image.height} image"
+            )
         return image.crop((left, top, right, bottom))

@@ -44,4 +44,6 @@ def build_datasets(cfg: DataConfig) -> DataSplits:
 def _subset(dataset: ImageDataset, size: int | None, seed: list[int], field: str) -> ImageDataset:
     if size is None:
         return dataset
-    return dataset.subset(stratified_indices(dataset.labels, size, dataset.num_classes, seed, field))
+    return dataset.subset(
+        stratified_indices(dataset.labels, size, dataset.num_classes, seed, field)
+    )

@@ -35,7 +35,10 @@ TEXTURE_INK = (18, 18, 18)
 
 
 def _circle(n: int, radius: float = 1.0, cx: float = 0.0) -> list[tuple[float, float]]:
-    return [(cx + radius * math.cos(2 * math.pi * i / n), radius * math.sin(2 * math.pi * i / n)) for i in range(n)]
+    return [
+        (cx + radius * math.cos(2 * math.pi * i / n), radius * math.sin(2 * math.pi * i / n))
+        for i in range(n)
+    ]
 
 
 def _star(points: int = 5, inner: float = 0.45) -> list[tuple[float, float]]:
@@ -49,7 +52,20 @@ def _star(points: int = 5, inner: float = 0.45) -> list[tuple[float, float]]:
 
 def _cross(arm: float = 0.34) -> list[tuple[float, float]]:
     a = arm
-    return [(-a, -1), (a, -1), (a, -a), (1, -a), (1, a), (a, a), (a, 1), (-a, 1), (-a, a), (-1, a), (-1, -a), (-a, -a)]
+    return [
+        (-a, -1),
+        (a, -1),
+        (a, -a),
+        (1, -a),
+        (1, a),
+        (a, a),
+        (a, 1),
+        (-a, 1),
+        (-a, a),
+        (-1, a),
+        (-1, -a),
+        (-a, -a),
+    ]
 
 
 def _crescent(offset: float = 0.45, inner: float = 0.8, n: int = 14) -> list[tuple[float, float]]:
@@ -78,8 +94,15 @@ class ShapeOutline:
 
 OUTLINES: dict[str, ShapeOutline] = {
     "circle": ShapeOutline(tuple(_circle(28))),
-    "square": ShapeOutline(tuple((math.cos(a), math.sin(a)) for a in (math.pi / 4 * k for k in (1, 3, 5, 7)))),
-    "triangle": ShapeOutline(tuple((math.cos(a), math.sin(a)) for a in (-math.pi / 2 + 2 * math.pi * k / 3 for k in range(3)))),
+    "square": ShapeOutline(
+        tuple((math.cos(a), math.sin(a)) for a in (math.pi / 4 * k for k in (1, 3, 5, 7)))
+    ),
+    "triangle": ShapeOutline(
+        tuple(
+            (math.cos(a), math.sin(a))
+            for a in (-math.pi / 2 + 2 * math.pi * k / 3 for k in range(3))
+        )
+    ),
     "star": ShapeOutline(tuple(_star())),
     "cross": ShapeOutline(tuple(_cross())),
     "diamond": ShapeOutline(((0.0, -1.0), (0.62, 0.0), (0.0, 1.0), (-0.62, 0.0))),
@@ -89,14 +112,18 @@ OUTLINES: dict[str, ShapeOutline] = {
 assert set(OUTLINES) == set(SHAPES)
 
 
-def place(points: tuple[tuple[float, float], ...], cx: float, cy: float, radius: float, angle_deg: float) -> list[tuple[float, float]]:
+def place(
+    points: tuple[tuple[float, float], ...], cx: float, cy: float, radius: float, angle_deg: float
+) -> list[tuple[float, float]]:
     """Unit-disc points rotated by `angle_deg`, scaled to `radius` and moved to (cx, cy)."""
     a = math.radians(angle_deg)
     c, s = math.cos(a) * radius, math.sin(a) * radius
     return [(cx + c * x - s * y, cy + s * x + c * y) for x, y in points]
 
 
-def shape_mask(shape: str, size: int, cx: float, cy: float, radius: float, angle_deg: float) -> np.ndarray:
+def shape_mask(
+    shape: str, size: int, cx: float, cy: float, radius: float, angle_deg: float
+) -> np.ndarray:
     """Boolean [size, size] mask of one shape instance."""
     outline = OUTLINES[shape]
     canvas = Image.new("L", (size, size), 0)
@@ -126,14 +153,17 @@ class TexturePatterns:
         self.patterns = {
             "solid": None,
             "striped": (yy % period) < (period // 2),
-            "dotted": ((yy % period) < max(1, period // 2 - 1)) & ((xx % period) < max(1, period // 2 - 1)),
+            "dotted": ((yy % period) < max(1, period // 2 - 1))
+            & ((xx % period) < max(1, period // 2 - 1)),
         }
 
     def ink(self, texture: str) -> np.ndarray | None:
         return self.patterns[texture]
 
 
-def muted_color(rng: np.random.Generator, low: int = 40, high: int = 200, tint: int = 22) -> np.ndarray:
+def muted_color(
+    rng: np.random.Generator, low: int = 40, high: int = 200, tint: int = 22
+) -> np.ndarray:
     """A greyish colour: the palette of background and clutter (never a saturated concept colour)."""
     grey = rng.uniform(low, high)
     return np.clip(grey + rng.uniform(-tint, tint, 3), 0, 255)
@@ -166,4 +196,6 @@ def draw_clutter(image: Image.Image, rng: np.random.Generator, count: int) -> No
             shape = SHAPES[int(rng.integers(len(SHAPES)))]
             radius = rng.uniform(0.04, 0.11) * size
             cx, cy = rng.uniform(0, size, 2)
-            draw.polygon(place(OUTLINES[shape].outer, cx, cy, radius, rng.uniform(0, 360)), fill=color)
+            draw.polygon(
+                place(OUTLINES[shape].outer, cx, cy, radius, rng.uniform(0, 360)), fill=color
+            )

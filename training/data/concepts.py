@@ -18,8 +18,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -85,7 +86,12 @@ class ConceptInstance:
         return x0 <= x <= x1 and y0 <= y <= y1
 
     def to_dict(self) -> dict:
-        return {"concept_id": self.concept_id, "box": list(self.box), "visible": self.visible, "distractor": self.distractor}
+        return {
+            "concept_id": self.concept_id,
+            "box": list(self.box),
+            "visible": self.visible,
+            "distractor": self.distractor,
+        }
 
 
 @dataclass(frozen=True)
@@ -158,7 +164,7 @@ class ConceptGroundTruth:
             out[c, sorted(concepts)] = True
         return out
 
-    def as_seen(self, preprocessing: PreprocessConfig) -> "ConceptGroundTruth":
+    def as_seen(self, preprocessing: PreprocessConfig) -> ConceptGroundTruth:
         """The same ground truth with boxes in the coordinates of the model input after the
         evaluation resize and centre crop of `preprocessing` (e.g. crop_pct < 1 zooms in and
         cuts the border). A concept cut off entirely by the crop becomes invisible."""
@@ -181,7 +187,14 @@ class ConceptGroundTruth:
                 moved.append(dataclasses.replace(inst, box=box, visible=inst.visible and inside))
             return ImageTruth(truth.label, tuple(moved))
 
-        if (rw, rh, left, top, width, height) == (self.image_size, self.image_size, 0, 0, self.image_size, self.image_size):
+        if (rw, rh, left, top, width, height) == (
+            self.image_size,
+            self.image_size,
+            0,
+            0,
+            self.image_size,
+            self.image_size,
+        ):
             return self
         return dataclasses.replace(
             self,
@@ -224,7 +237,13 @@ def concept_pool(config: ConceptsConfig) -> tuple[Concept, ...]:
             if candidate not in taken:
                 break
         else:  # every colour and texture of this shape is used: take any free triple
-            candidate = next(x for x in itertools.product(range(len(shapes)), range(len(colors)), range(len(textures))) if x not in taken)
+            candidate = next(
+                x
+                for x in itertools.product(
+                    range(len(shapes)), range(len(colors)), range(len(textures))
+                )
+                if x not in taken
+            )
         taken.add(candidate)
         pool.append(Concept(shapes[candidate[0]], colors[candidate[1]], textures[candidate[2]]))
     return tuple(pool)
@@ -261,14 +280,20 @@ def class_concept_sets(config: ConceptsConfig, seed: int) -> tuple[frozenset[int
         if candidate not in sets:
             sets.append(candidate)
             usage[list(candidate)] += 1
-    if len(sets) < count:  # a crowded space (C close to C(pool, k)): take unused sets in random order
-        rest = [frozenset(c) for c in itertools.combinations(range(pool), k) if frozenset(c) not in sets]
+    if (
+        len(sets) < count
+    ):  # a crowded space (C close to C(pool, k)): take unused sets in random order
+        rest = [
+            frozenset(c) for c in itertools.combinations(range(pool), k) if frozenset(c) not in sets
+        ]
         for i in rng.permutation(len(rest))[: count - len(sets)]:
             sets.append(rest[i])
     return tuple(sets)
 
 
-def allowed_distractors(class_sets: Sequence[frozenset[int]], pool: int) -> tuple[tuple[int, ...], ...]:
+def allowed_distractors(
+    class_sets: Sequence[frozenset[int]], pool: int
+) -> tuple[tuple[int, ...], ...]:
     """Per class, the pool concepts that may appear as a distractor: those that do not complete
     another class's set (else the image would show two classes in full, an ambiguous label)."""
     out = []
@@ -315,7 +340,10 @@ class Scene:
 
     def truth(self) -> ImageTruth:
         instances = sorted(
-            (ConceptInstance(p.concept, mask_box(p.mask), p.visible, p.distractor) for p in self.placements),
+            (
+                ConceptInstance(p.concept, mask_box(p.mask), p.visible, p.distractor)
+                for p in self.placements
+            ),
             key=lambda i: i.concept_id,
         )
         return ImageTruth(self.label, tuple(instances))
@@ -392,18 +420,33 @@ class ConceptGenerator:
             if occluder is not None:
                 occluder_color = tuple(int(v) for v in muted_color(rng))
 
-        masks = [shape_mask(self.concepts[c].shape, size, cx, cy, r, a) for c, cx, cy, r, a, _ in geometry]
+        masks = [
+            shape_mask(self.concepts[c].shape, size, cx, cy, r, a)
+            for c, cx, cy, r, a, _ in geometry
+        ]
         covered = np.zeros((size, size), dtype=bool)
         if occluder is not None:
-            x0, y0, x1, y1 = (int(round(v)) for v in occluder)
-            covered[max(y0, 0): max(y1, 0), max(x0, 0): max(x1, 0)] = True
+            x0, y0, x1, y1 = (round(v) for v in occluder)
+            covered[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
         placements = []
-        for (concept, cx, cy, radius, angle, gain), mask in zip(reversed(geometry), reversed(masks)):
+        for (concept, cx, cy, radius, angle, gain), mask in zip(
+            reversed(geometry), reversed(masks)
+        ):
             area = mask.sum()
             seen = (mask & ~covered).sum() / area if area else 0.0
             covered |= mask
             placements.append(
-                Placement(concept, cx, cy, radius, angle, gain, concept == distractor, mask, bool(seen >= cfg.visible_threshold))
+                Placement(
+                    concept,
+                    cx,
+                    cy,
+                    radius,
+                    angle,
+                    gain,
+                    concept == distractor,
+                    mask,
+                    bool(seen >= cfg.visible_threshold),
+                )
             )
         return Scene(split, index, label, tuple(reversed(placements)), occluder, occluder_color)
 
@@ -451,8 +494,8 @@ class ConceptGenerator:
             if ink is not None:
                 pixels[p.mask & ink] = TEXTURE_INK
         if scene.occluder is not None:
-            x0, y0, x1, y1 = (int(round(v)) for v in scene.occluder)
-            pixels[max(y0, 0): max(y1, 0), max(x0, 0): max(x1, 0)] = scene.occluder_color
+            x0, y0, x1, y1 = (round(v) for v in scene.occluder)
+            pixels[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = scene.occluder_color
         pixels += rng.normal(0.0, 5.0, pixels.shape).astype(np.float32)
         return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
@@ -480,7 +523,9 @@ class ConceptDataset(ImageDataset):
 
     def __init__(self, generator: ConceptGenerator, split: str, transform: Any = None):
         indices = list(range(generator.split_size(split)))
-        super().__init__(indices, [generator.label(i) for i in indices], generator.class_names, split, transform)
+        super().__init__(
+            indices, [generator.label(i) for i in indices], generator.class_names, split, transform
+        )
         self.generator = generator
 
     def load(self, sample: int) -> Image.Image:

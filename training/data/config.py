@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from qpm_zoo._fields import FieldReader
 
@@ -70,14 +70,21 @@ class ConceptsConfig:
     visible_threshold: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("shapes", "colors", "textures", "scale_range", "occlusion_range", "clutter_range"):
+        for name in (
+            "shapes",
+            "colors",
+            "textures",
+            "scale_range",
+            "occlusion_range",
+            "clutter_range",
+        ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def _parse(cls, f: FieldReader) -> "ConceptsConfig":
+    def _parse(cls, f: FieldReader) -> ConceptsConfig:
         d = cls()
         values: dict[str, Any] = {}
         for key in ("concepts_per_class", "pool_size", "train_size", "test_size"):
@@ -98,10 +105,18 @@ class ConceptsConfig:
         values["occlusion_range"] = _range(f, "occlusion_range", d.occlusion_range, 0.0, 1.0)
         clutter = f.int_list("clutter_range", list(d.clutter_range))
         if len(clutter) != 2 or not 0 <= clutter[0] <= clutter[1]:
-            raise f.error("clutter_range", f"must be [min, max] with 0 <= min <= max, got {clutter}")
+            raise f.error(
+                "clutter_range", f"must be [min, max] with 0 <= min <= max, got {clutter}"
+            )
         values["clutter_range"] = tuple(clutter)
         values["max_rotation"] = _bounded(f, "max_rotation", d.max_rotation, 0.0, 180.0)
-        for key in ("class_overlap", "distractor_prob", "occlusion_prob", "max_overlap", "visible_threshold"):
+        for key in (
+            "class_overlap",
+            "distractor_prob",
+            "occlusion_prob",
+            "max_overlap",
+            "visible_threshold",
+        ):
             values[key] = _bounded(f, key, getattr(d, key), 0.0, 1.0)
         f.reject_unknown()
 
@@ -131,10 +146,14 @@ def _bounded(f: FieldReader, key: str, default: float, low: float, high: float) 
     return value
 
 
-def _range(f: FieldReader, key: str, default: tuple[float, float], low: float, high: float) -> tuple[float, float]:
+def _range(
+    f: FieldReader, key: str, default: tuple[float, float], low: float, high: float
+) -> tuple[float, float]:
     values = f.float_list(key, list(default))
     if len(values) != 2 or not low <= values[0] <= values[1] <= high:
-        raise f.error(key, f"must be [min, max] with {low:g} <= min <= max <= {high:g}, got {values}")
+        raise f.error(
+            key, f"must be [min, max] with {low:g} <= min <= max <= {high:g}, got {values}"
+        )
     return values[0], values[1]
 
 
@@ -173,14 +192,18 @@ class DataConfig:
 
     @classmethod
     def from_dict(
-        cls, data: Any, source: str = "config", base_dir: str | Path | None = None, path: str = "data"
-    ) -> "DataConfig":
+        cls,
+        data: Any,
+        source: str = "config",
+        base_dir: str | Path | None = None,
+        path: str = "data",
+    ) -> DataConfig:
         """Parse a `data:` mapping strictly. Relative roots are resolved against `base_dir`
         (the config file's folder) when given. Errors read `SOURCE: field 'data.KEY' ...`."""
         return cls._parse(FieldReader(data, source, path, error=DataConfigError), base_dir)
 
     @classmethod
-    def _parse(cls, f: FieldReader, base_dir: str | Path | None) -> "DataConfig":
+    def _parse(cls, f: FieldReader, base_dir: str | Path | None) -> DataConfig:
         name = f.str("name", choices=DATASETS)
         root_text = f.str("root", None)
         if root_text is not None and not root_text.strip():
@@ -193,13 +216,17 @@ class DataConfig:
         if name == "concepts" and root is not None:
             raise f.error("root", "is not used by the generated 'concepts' dataset; remove it")
         if name != "concepts" and root is None and DEFAULT_ROOTS[name] is None:
-            raise f.error("root", f"is required for dataset '{name}' (the folder holding its files)")
+            raise f.error(
+                "root", f"is required for dataset '{name}' (the folder holding its files)"
+            )
         crop = f.bool("crop_to_bbox", False)
         if crop and name not in BOX_DATASETS:
             raise f.error("crop_to_bbox", f"applies only to {list(BOX_DATASETS)}, not to '{name}'")
         if "concepts" in f.data and name != "concepts":
             raise f.error("concepts", f"applies only to dataset 'concepts', not to '{name}'")
-        concepts = ConceptsConfig._parse(f.sub("concepts")) if "concepts" in f.data else ConceptsConfig()
+        concepts = (
+            ConceptsConfig._parse(f.sub("concepts")) if "concepts" in f.data else ConceptsConfig()
+        )
         f.used.add("concepts")
         out = cls(
             name=name,

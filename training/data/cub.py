@@ -10,13 +10,20 @@ attribute names from attributes.txt.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from .base import DataSplits, FileDataset, ImageFile, require_dir, require_file, require_images_exist
+from .base import (
+    DataSplits,
+    FileDataset,
+    ImageFile,
+    require_dir,
+    require_file,
+    require_images_exist,
+)
 from .config import DataConfig, DataConfigError
 
 ATTRIBUTE_TABLE = Path("attributes") / "class_attribute_labels_continuous.txt"
@@ -30,7 +37,9 @@ class CubLayout:
 
 
 def check_files(cfg: DataConfig) -> CubLayout:
-    root = require_dir(cfg.dataset_root, "the CUB-200-2011 folder (holding CUB_200_2011/ or images.txt)")
+    root = require_dir(
+        cfg.dataset_root, "the CUB-200-2011 folder (holding CUB_200_2011/ or images.txt)"
+    )
     base = root / "CUB_200_2011" if (root / "CUB_200_2011").is_dir() else root
     needed = ["images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt"]
     if cfg.crop_to_bbox:
@@ -39,7 +48,18 @@ def check_files(cfg: DataConfig) -> CubLayout:
         require_file(base / name, f"CUB-200-2011's {name} (official layout: CUB_200_2011/{name})")
     require_dir(base / "images", "CUB-200-2011's images/<class>/<file>.jpg")
     table = base / ATTRIBUTE_TABLE
-    names = next((p for p in (root / "attributes.txt", base / "attributes.txt", base / "attributes" / "attributes.txt") if p.is_file()), None)
+    names = next(
+        (
+            p
+            for p in (
+                root / "attributes.txt",
+                base / "attributes.txt",
+                base / "attributes" / "attributes.txt",
+            )
+            if p.is_file()
+        ),
+        None,
+    )
     return CubLayout(base, table if table.is_file() else None, names)
 
 
@@ -52,11 +72,15 @@ def read_rows(path: Path, types: tuple[Callable, ...]) -> list[tuple]:
                 continue
             parts = line.strip().split(maxsplit=len(types) - 1)
             if len(parts) != len(types):
-                raise DataConfigError(f"{path}: line {number} has {len(parts)} columns, expected {len(types)}")
+                raise DataConfigError(
+                    f"{path}: line {number} has {len(parts)} columns, expected {len(types)}"
+                )
             try:
                 rows.append(tuple(t(p) for t, p in zip(types, parts)))
             except ValueError:
-                raise DataConfigError(f"{path}: line {number} cannot be parsed: {line.strip()!r}") from None
+                raise DataConfigError(
+                    f"{path}: line {number} cannot be parsed: {line.strip()!r}"
+                ) from None
     return rows
 
 
@@ -76,7 +100,9 @@ def pretty_class_name(folder_name: str) -> str:
     return name.replace("_", " ")
 
 
-def read_class_attributes(layout: CubLayout, num_classes: int) -> tuple[np.ndarray | None, list[str] | None]:
+def read_class_attributes(
+    layout: CubLayout, num_classes: int
+) -> tuple[np.ndarray | None, list[str] | None]:
     """The [C, A] class-attribute table (percent of images, 0..100) and the attribute names."""
     if layout.attribute_table is None:
         return None, None
@@ -85,7 +111,9 @@ def read_class_attributes(layout: CubLayout, num_classes: int) -> tuple[np.ndarr
     except ValueError as e:
         raise DataConfigError(f"{layout.attribute_table}: not a numeric table ({e})") from None
     if table.shape[0] != num_classes:
-        raise DataConfigError(f"{layout.attribute_table}: has {table.shape[0]} rows, expected one per class ({num_classes})")
+        raise DataConfigError(
+            f"{layout.attribute_table}: has {table.shape[0]} rows, expected one per class ({num_classes})"
+        )
     names = None
     if layout.attribute_names is not None:
         names = [name for _, name in read_rows(layout.attribute_names, (int, str))]
@@ -108,19 +136,27 @@ def open_splits(cfg: DataConfig) -> DataSplits:
     images = _by_id(base / "images.txt", (str,))
     labels = _by_id(base / "image_class_labels.txt", (int,))
     is_train = _by_id(base / "train_test_split.txt", (int,))
-    boxes = _by_id(base / "bounding_boxes.txt", (float, float, float, float)) if cfg.crop_to_bbox else {}
+    boxes = (
+        _by_id(base / "bounding_boxes.txt", (float, float, float, float))
+        if cfg.crop_to_bbox
+        else {}
+    )
     for name, table in (("image_class_labels.txt", labels), ("train_test_split.txt", is_train)) + (
         (("bounding_boxes.txt", boxes),) if cfg.crop_to_bbox else ()
     ):
         missing = sorted(set(images) - set(table))
         if missing:
-            raise DataConfigError(f"{base / name}: no entry for image id(s) {missing[:5]} listed in images.txt")
+            raise DataConfigError(
+                f"{base / name}: no entry for image id(s) {missing[:5]} listed in images.txt"
+            )
 
     samples: dict[str, tuple[list[ImageFile], list[int]]] = {"train": ([], []), "test": ([], [])}
     for image_id in sorted(images):
         label = labels[image_id][0]
         if not 1 <= label <= len(class_names):
-            raise DataConfigError(f"{base / 'image_class_labels.txt'}: image {image_id} has class {label}, not in 1..{len(class_names)}")
+            raise DataConfigError(
+                f"{base / 'image_class_labels.txt'}: image {image_id} has class {label}, not in 1..{len(class_names)}"
+            )
         box = None
         if cfg.crop_to_bbox:
             x, y, w, h = boxes[image_id]
@@ -134,5 +170,14 @@ def open_splits(cfg: DataConfig) -> DataSplits:
     train, test = (FileDataset(*samples[s], class_names, s) for s in ("train", "test"))
     for split in (train, test):
         if len(split) == 0:
-            raise DataConfigError(f"{base / 'train_test_split.txt'}: the {split.split} split is empty")
-    return DataSplits("cub200", train, test, class_names, class_attributes=attributes, attribute_names=attribute_names)
+            raise DataConfigError(
+                f"{base / 'train_test_split.txt'}: the {split.split} split is empty"
+            )
+    return DataSplits(
+        "cub200",
+        train,
+        test,
+        class_names,
+        class_attributes=attributes,
+        attribute_names=attribute_names,
+    )

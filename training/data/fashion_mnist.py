@@ -50,7 +50,9 @@ def read_idx(path: Path) -> np.ndarray:
     except (OSError, EOFError, zlib.error) as e:
         raise DataConfigError(f"{path}: cannot be read ({e})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise DataConfigError(f"{path}: not an idx file (bad magic number {data[:4].hex() or 'empty'})")
+        raise DataConfigError(
+            f"{path}: not an idx file (bad magic number {data[:4].hex() or 'empty'})"
+        )
     ndim = data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
@@ -79,7 +81,10 @@ def _find(root: Path, stem: str) -> Path:
 def check_files(cfg: DataConfig) -> dict[str, tuple[Path, Path]]:
     """The (images, labels) file of each split."""
     root = require_dir(cfg.dataset_root, "the Fashion-MNIST idx files")
-    return {split: (_find(root, images), _find(root, labels)) for split, (images, labels) in FILE_STEMS.items()}
+    return {
+        split: (_find(root, images), _find(root, labels))
+        for split, (images, labels) in FILE_STEMS.items()
+    }
 
 
 class FashionMNISTDataset(ImageDataset):
@@ -96,13 +101,21 @@ class FashionMNISTDataset(ImageDataset):
 def _read_split(images_path: Path, labels_path: Path, split: str) -> FashionMNISTDataset:
     pixels, labels = read_idx(images_path), read_idx(labels_path)
     if pixels.ndim != 3 or pixels.dtype != np.uint8:
-        raise DataConfigError(f"{images_path}: expected uint8 images [N, H, W], got {pixels.dtype} {pixels.shape}")
+        raise DataConfigError(
+            f"{images_path}: expected uint8 images [N, H, W], got {pixels.dtype} {pixels.shape}"
+        )
     if labels.ndim != 1:
-        raise DataConfigError(f"{labels_path}: expected a vector of labels, got shape {labels.shape}")
+        raise DataConfigError(
+            f"{labels_path}: expected a vector of labels, got shape {labels.shape}"
+        )
     if len(labels) != len(pixels):
-        raise DataConfigError(f"{labels_path}: {len(labels)} labels for {len(pixels)} images in {images_path}")
+        raise DataConfigError(
+            f"{labels_path}: {len(labels)} labels for {len(pixels)} images in {images_path}"
+        )
     if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
-        raise DataConfigError(f"{labels_path}: labels must be 0..9, found {labels.min()}..{labels.max()}")
+        raise DataConfigError(
+            f"{labels_path}: labels must be 0..9, found {labels.min()}..{labels.max()}"
+        )
     return FashionMNISTDataset(pixels, labels.astype(np.int64), split)
 
 

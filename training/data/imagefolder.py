@@ -12,7 +12,18 @@ from pathlib import Path
 from .base import DataSplits, FileDataset, ImageFile, require_dir
 from .config import DataConfig, DataConfigError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".ppm",
+    ".bmp",
+    ".pgm",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".gif",
+)
 SPLIT_FOLDERS = ("train", "test")
 
 
@@ -48,7 +59,9 @@ def check_files(cfg: DataConfig) -> dict[str, dict[str, list[Path]]]:
             parts.append(f"only in {dirs['train']}: {only_train}")
         if only_test:
             parts.append(f"only in {dirs['test']}: {only_test}")
-        raise DataConfigError(f"{root}: train and test must hold the same class folders; " + "; ".join(parts))
+        raise DataConfigError(
+            f"{root}: train and test must hold the same class folders; " + "; ".join(parts)
+        )
     files: dict[str, dict[str, list[Path]]] = {}
     for split, names in classes.items():
         files[split] = {}

@@ -9,8 +9,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -41,10 +41,14 @@ def _fit(image: Image.Image, tile: int) -> tuple[Image.Image, float]:
         zoom = max(1, tile // max(w, h))
         return image.resize((w * zoom, h * zoom), Image.Resampling.NEAREST), float(zoom)
     zoom = tile / max(w, h)
-    return image.resize((max(1, round(w * zoom)), max(1, round(h * zoom))), Image.Resampling.BILINEAR), zoom
+    return image.resize(
+        (max(1, round(w * zoom)), max(1, round(h * zoom))), Image.Resampling.BILINEAR
+    ), zoom
 
 
-def _draw_truth(draw: ImageDraw.ImageDraw, truth: ImageTruth, zoom: float, offset: tuple[int, int], font) -> None:
+def _draw_truth(
+    draw: ImageDraw.ImageDraw, truth: ImageTruth, zoom: float, offset: tuple[int, int], font
+) -> None:
     ox, oy = offset
     for inst in truth.instances:
         kind = "hidden" if not inst.visible else "distractor" if inst.distractor else "class"
@@ -58,13 +62,18 @@ def _draw_truth(draw: ImageDraw.ImageDraw, truth: ImageTruth, zoom: float, offse
 
 
 def _legend(gt: ConceptGroundTruth, class_names: Sequence[str]) -> list[str]:
-    lines = ["boxes: green = class concept, orange = distractor, red = hidden by occlusion; number = concept id"]
+    lines = [
+        "boxes: green = class concept, orange = distractor, red = hidden by occlusion; number = concept id"
+    ]
     names = [f"{i}: {name}" for i, name in enumerate(gt.concept_names)]
     for start in range(0, len(names), 6):
-        lines.append("   ".join(names[start: start + 6]))
-    sets = [f"{class_names[c]}: {' '.join(str(k) for k in sorted(s))}" for c, s in enumerate(gt.class_concepts)]
+        lines.append("   ".join(names[start : start + 6]))
+    sets = [
+        f"{class_names[c]}: {' '.join(str(k) for k in sorted(s))}"
+        for c, s in enumerate(gt.class_concepts)
+    ]
     for start in range(0, len(sets), 6):
-        lines.append("   ".join(sets[start: start + 6]))
+        lines.append("   ".join(sets[start : start + 6]))
     return lines
 
 
@@ -82,14 +91,18 @@ def contact_sheet(
     if len(dataset) == 0:
         raise DataConfigError(f"{dataset!r}: no images to show")
     if indices is None:
-        indices = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)).tolist()
+        indices = np.unique(
+            np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
+        ).tolist()
     font, small = _font(13), _font(11)
     caption = 18
     rows = -(-len(indices) // columns)
     legend = _legend(ground_truth, dataset.class_names) if ground_truth is not None else []
     width = columns * (TILE + 4) + 4
     legend_height = 16 * len(legend) + (8 if legend else 0)
-    sheet = Image.new("RGB", (max(width, 8), rows * (TILE + caption + 4) + 4 + legend_height), (24, 24, 24))
+    sheet = Image.new(
+        "RGB", (max(width, 8), rows * (TILE + caption + 4) + 4 + legend_height), (24, 24, 24)
+    )
     draw = ImageDraw.Draw(sheet)
     for n, index in enumerate(indices):
         x = 4 + (n % columns) * (TILE + 4)
@@ -114,19 +127,27 @@ def class_folder_names(class_names: Sequence[str]) -> list[str]:
     """Folder names that are safe on disk and sort in label order (so an ImageFolder reader gets
     the same class indices back); prefixed with the index only when needed."""
     safe = [re.sub(r"[\\/:*?\"<>|\x00-\x1f]", "-", name).strip() or "class" for name in class_names]
-    if len(set(safe)) == len(safe) and sorted(safe) == safe and not any(s.startswith(".") for s in safe):
+    if (
+        len(set(safe)) == len(safe)
+        and sorted(safe) == safe
+        and not any(s.startswith(".") for s in safe)
+    ):
         return safe
     width = len(str(len(safe) - 1))
     return [f"{i:0{width}d} {name}" for i, name in enumerate(safe)]
 
 
-def export_splits(splits: DataSplits, out_dir: str | os.PathLike, overwrite: bool = False, progress: bool = True) -> Path:
+def export_splits(
+    splits: DataSplits, out_dir: str | os.PathLike, overwrite: bool = False, progress: bool = True
+) -> Path:
     """Write both splits as OUT/train/<class>/<index>.png and OUT/test/...; for the concept data also
     OUT/ground_truth.json (its records name their files). The tree is built in a temporary folder
     and moved into place at the end, so OUT is never half-written."""
     out = Path(out_dir)
     if out.exists() and not overwrite:
-        raise DataConfigError(f"{out}: already exists (pass overwrite=True / --overwrite to replace it)")
+        raise DataConfigError(
+            f"{out}: already exists (pass overwrite=True / --overwrite to replace it)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     folders = class_folder_names(splits.class_names)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
@@ -137,7 +158,12 @@ def export_splits(splits: DataSplits, out_dir: str | os.PathLike, overwrite: boo
                 (tmp / dataset.split / folder).mkdir(parents=True)
             width = max(5, len(str(len(dataset) - 1)))
             files[dataset.split] = []
-            for i in tqdm(range(len(dataset)), desc=f"writing {dataset.split}", unit="img", disable=not progress):
+            for i in tqdm(
+                range(len(dataset)),
+                desc=f"writing {dataset.split}",
+                unit="img",
+                disable=not progress,
+            ):
                 rel = f"{dataset.split}/{folders[int(dataset.labels[i])]}/{i:0{width}d}.png"
                 dataset.image(i).save(tmp / rel)
                 files[dataset.split].append(rel)
@@ -147,7 +173,9 @@ def export_splits(splits: DataSplits, out_dir: str | os.PathLike, overwrite: boo
             for split in ("train", "test"):
                 for entry, rel in zip(record[split], files[split]):
                     entry["file"] = rel
-            (tmp / "ground_truth.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+            (tmp / "ground_truth.json").write_text(
+                json.dumps(record, indent=1) + "\n", encoding="utf-8"
+            )
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

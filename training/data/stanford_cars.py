@@ -14,7 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DataSplits, FileDataset, ImageFile, require_dir, require_file, require_images_exist
+from .base import (
+    DataSplits,
+    FileDataset,
+    ImageFile,
+    require_dir,
+    require_file,
+    require_images_exist,
+)
 from .config import DataConfig, DataConfigError
 
 ANNOTATION_FIELDS = ("fname", "class", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2")
@@ -28,7 +35,9 @@ class CarsLayout:
 
 
 def check_files(cfg: DataConfig) -> CarsLayout:
-    root = require_dir(cfg.dataset_root, "the Stanford Cars folder (devkit/, cars_train/, cars_test/)")
+    root = require_dir(
+        cfg.dataset_root, "the Stanford Cars folder (devkit/, cars_train/, cars_test/)"
+    )
     if not (root / "devkit").is_dir() and (root / "stanford_cars" / "devkit").is_dir():
         root = root / "stanford_cars"
     devkit = require_dir(root / "devkit", "the Stanford Cars devkit (car_devkit.tgz extracted)")
@@ -40,7 +49,8 @@ def check_files(cfg: DataConfig) -> CarsLayout:
         annotations={
             "train": require_file(devkit / "cars_train_annos.mat", "the training annotations"),
             "test": require_file(
-                test_annos, "the labelled test annotations (cars_test_annos_withlabels.mat, next to devkit/)"
+                test_annos,
+                "the labelled test annotations (cars_test_annos_withlabels.mat, next to devkit/)",
             ),
         },
         images={s: require_dir(root / f"cars_{s}", f"the {s} images") for s in ("train", "test")},
@@ -52,15 +62,19 @@ def _loadmat(path: Path, key: str) -> np.ndarray:
 
     try:
         data = scipy.io.loadmat(str(path), squeeze_me=True)
-    except Exception as e:  # scipy raises many types for damaged files
-        raise DataConfigError(f"{path}: cannot be read as a MATLAB file ({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001 (damaged files raise IndexError, ValueError, MatReadError, ...)
+        raise DataConfigError(
+            f"{path}: cannot be read as a MATLAB file ({type(e).__name__}: {e})"
+        ) from None
     if key not in data:
         found = sorted(k for k in data if not k.startswith("__"))
         raise DataConfigError(f"{path}: has no variable '{key}' (found {found})")
     return np.atleast_1d(data[key])
 
 
-def read_annotations(path: Path, images: Path, num_classes: int, crop: bool) -> tuple[list[ImageFile], list[int]]:
+def read_annotations(
+    path: Path, images: Path, num_classes: int, crop: bool
+) -> tuple[list[ImageFile], list[int]]:
     annos = _loadmat(path, "annotations")
     names = annos.dtype.names or ()
     missing = [f for f in ANNOTATION_FIELDS if f not in names]
@@ -70,11 +84,18 @@ def read_annotations(path: Path, images: Path, num_classes: int, crop: bool) -> 
     for i, row in enumerate(annos):
         label = int(row["class"])
         if not 1 <= label <= num_classes:
-            raise DataConfigError(f"{path}: annotation {i} ({row['fname']}) has class {label}, not in 1..{num_classes}")
+            raise DataConfigError(
+                f"{path}: annotation {i} ({row['fname']}) has class {label}, not in 1..{num_classes}"
+            )
         box = None
         if crop:
             # Inclusive pixel corners; +1 makes the right/bottom edge exclusive like PIL's crop.
-            box = (float(row["bbox_x1"]), float(row["bbox_y1"]), float(row["bbox_x2"]) + 1, float(row["bbox_y2"]) + 1)
+            box = (
+                float(row["bbox_x1"]),
+                float(row["bbox_y1"]),
+                float(row["bbox_x2"]) + 1,
+                float(row["bbox_y2"]) + 1,
+            )
         files.append(ImageFile(images / str(row["fname"]), box))
         labels.append(label - 1)
     return files, labels
@@ -87,7 +108,9 @@ def open_splits(cfg: DataConfig) -> DataSplits:
         raise DataConfigError(f"{layout.meta}: 'class_names' is empty")
     splits = []
     for split in ("train", "test"):
-        files, labels = read_annotations(layout.annotations[split], layout.images[split], len(class_names), cfg.crop_to_bbox)
+        files, labels = read_annotations(
+            layout.annotations[split], layout.images[split], len(class_names), cfg.crop_to_bbox
+        )
         if not files:
             raise DataConfigError(f"{layout.annotations[split]}: holds no annotations")
         require_images_exist([f.path for f in files], str(layout.images[split]))

@@ -15,7 +15,7 @@ augments:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from PIL import Image
@@ -63,7 +63,9 @@ def eval_transform(preprocessing: PreprocessConfig) -> Callable[[Image.Image], t
     return EvalTransform(preprocessing)
 
 
-def train_transform(preprocessing: PreprocessConfig, augment: str) -> Callable[[Image.Image], torch.Tensor]:
+def train_transform(
+    preprocessing: PreprocessConfig, augment: str
+) -> Callable[[Image.Image], torch.Tensor]:
     """The training transform for `augment` in AUGMENTS (see the module docstring)."""
     if augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {list(AUGMENTS)}, got {augment!r}")
@@ -81,7 +83,9 @@ def train_transform(preprocessing: PreprocessConfig, augment: str) -> Callable[[
         ]
     else:
         steps += [
-            T.RandomCrop((height, width), padding=max(2, round(min(height, width) / 16)), pad_if_needed=True),
+            T.RandomCrop(
+                (height, width), padding=max(2, round(min(height, width) / 16)), pad_if_needed=True
+            ),
             T.RandomHorizontalFlip(),
             T.ColorJitter(brightness=0.1, contrast=0.1),
         ]
