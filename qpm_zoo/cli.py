@@ -35,6 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     p.add_argument("--top-k", type=int, default=5, help="runner-up classes to list (default 5)")
     p.add_argument("--onnx", action="store_true", help="run model.onnx with onnxruntime (no torch)")
+    p.add_argument(
+        "--providers", type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
+        metavar="NAMES", help="with --onnx: onnxruntime providers, comma-separated, best first "
+        "(default CUDAExecutionProvider,CPUExecutionProvider)",
+    )
+    p.add_argument(
+        "--verbose", action="store_true",
+        help="with --onnx: show onnxruntime's own warnings (e.g. why CUDA did not start)",
+    )
     p.add_argument("--device", default="cpu", help="torch device for the PyTorch model (default cpu)")
 
     p = sub.add_parser("explain", help="a class's features and which classes share them")
@@ -52,7 +61,9 @@ def _load_predictor(args: argparse.Namespace) -> Any:
     if args.onnx:
         from .onnx_model import QPMOnnx
 
-        return QPMOnnx.from_pretrained(args.model, revision=args.revision)
+        return QPMOnnx.from_pretrained(
+            args.model, revision=args.revision, providers=args.providers, verbose=args.verbose
+        )
     import qpm_zoo
 
     return qpm_zoo.QPM.from_pretrained(args.model, revision=args.revision, map_location=args.device)
@@ -139,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise QPMError(f"{missing[0]}: no such image file")
             if args.top_k < 1:
                 raise QPMError(f"--top-k must be at least 1, got {args.top_k}")
+            if not args.onnx and (args.providers or args.verbose):
+                raise QPMError("--providers and --verbose apply to --onnx only")
             model = _load_predictor(args)
             preds = model.predict(list(args.images), top_k=args.top_k)
             _emit(preds if len(preds) > 1 else preds[0], args.json, _print_prediction)
