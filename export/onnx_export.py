@@ -1,0 +1,211 @@
+"""Export a checkpoint to ONNX (model.onnx), validate it against PyTorch, record it in config.json.
+
+    python -m export onnx MODEL_DIR [--out FILE] [--opset N] [--fp16] [--images IMG ...] [--json]
+
+The graph is checked with onnx.checker, then run with onnxruntime (CPU) through QPMOnnx, the
+same loader users get, on random and real images at batch 1 and 5, and compared with the
+PyTorch model output by output (see export.onnx_validate for the measure). Only an export that
+passes is written: model.onnx atomically, then config.json's `onnx` entry (file, opset,
+SHA-256, dtype, input size, measured differences). A failing export changes nothing on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+from qpm_zoo._cmdline import print_json
+from qpm_zoo.config import CONFIG_NAME, ONNX_NAME, write_bytes_atomic
+from qpm_zoo.errors import CheckpointError, QPMError
+from qpm_zoo.onnx_model import OUTPUT_NAMES, OnnxRecord, QPMOnnx
+from qpm_zoo.preprocess import LoadedImage, load_image
+from qpm_zoo.version import __version__
+
+from ._common import Steps, run_reporting_errors
+from .onnx_validate import (
+    FP16_TOLERANCE,
+    FP32_TOLERANCE,
+    ValidationReport,
+    sample_photos,
+    validate,
+    validation_inputs,
+)
+
+VALIDATION_BATCHES = (1, 5)
+#: torch's dynamo exporter emits opset 18 or newer.
+MIN_OPSET = DEFAULT_OPSET = 18
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    record: OnnxRecord
+    report: ValidationReport
+    written: bool  #: False when validation failed (nothing was written)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model_dir", metavar="MODEL_DIR", type=Path, help="checkpoint folder (config.json, model.safetensors)")
+    p.add_argument("--out", type=Path, metavar="FILE", help=f"output file inside MODEL_DIR (default MODEL_DIR/{ONNX_NAME})")
+    p.add_argument(
+        "--opset", type=int, default=DEFAULT_OPSET,
+        help=f"ONNX opset, {MIN_OPSET} or newer (default {DEFAULT_OPSET})",
+    )
+    p.add_argument(
+        "--fp16", action="store_true",
+        help="backbone weights and compute in float16 (for GPUs); inputs, outputs and head stay float32",
+    )
+    p.add_argument(
+        "--images", nargs="+", metavar="IMG",
+        help="real images for the validation (default: the photos that ship with scikit-learn)",
+    )
+    p.add_argument(
+        "--tolerance", type=float,
+        help=f"largest allowed relative difference (default {FP32_TOLERANCE:g}; {FP16_TOLERANCE:g} with --fp16)",
+    )
+    p.add_argument("--json", action="store_true", help="print the record and the validation rows as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_reporting_errors("onnx", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    result = export_checkpoint(
+        args.model_dir, out=args.out, opset=args.opset, fp16=args.fp16,
+        images=args.images, tolerance=args.tolerance,
+    )
+    report = result.report
+    if args.json:
+        print_json({
+            "file": str(result.path),
+            "written": result.written,
+            "passed": report.passed,
+            "record": result.record.to_dict(),
+            "validation": [dataclasses.asdict(r) for r in report.rows],
+        })
+    else:
+        print(report.table())
+        worst = ", ".join(f"{o} {report.worst(o).max_rel:.2g}" for o in OUTPUT_NAMES)
+        verdict = "passed" if report.passed else "FAILED"
+        print(f"\nlargest relative differences: {worst} (tolerance {report.tolerance:g}): {verdict}")
+        print(f"labels agree on {report.labels_agree}/{report.labels_total} images")
+        if result.written:
+            size = result.path.stat().st_size / 2**20
+            print(
+                f"wrote {result.path} ({size:.1f} MiB, opset {result.record.opset}, {result.record.dtype}, "
+                f"sha256 {result.record.sha256[:12]}…) and its entry in {result.path.parent / CONFIG_NAME}"
+            )
+    if not result.written:
+        print(
+            f"python -m export onnx: the export differs from PyTorch by more than {report.tolerance:g}; "
+            "nothing was written", file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _output_path(model_dir: Path, out: Path | None) -> tuple[Path, str]:
+    """The export's path and its name relative to the checkpoint (what config.json records)."""
+    path = (model_dir / ONNX_NAME) if out is None else out
+    try:
+        relative = path.resolve().relative_to(model_dir.resolve())
+    except ValueError:
+        raise QPMError(
+            f"--out {out} is outside the checkpoint folder {model_dir}; config.json records the "
+            "export by its path inside the checkpoint"
+        ) from None
+    if path.suffix != ".onnx" or not relative.parts:
+        raise QPMError(f"--out {out}: give a file name ending in .onnx")
+    return path, PurePosixPath(*relative.parts).as_posix()
+
+
+def export_checkpoint(
+    model_dir: str | Path,
+    out: str | Path | None = None,
+    opset: int = DEFAULT_OPSET,
+    fp16: bool = False,
+    images: Sequence[str] | None = None,
+    tolerance: float | None = None,
+) -> ExportResult:
+    """Export, check, validate and (if it passes) write the export and its config.json entry."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise CheckpointError(
+            f"{model_dir}: not a checkpoint folder (the export is written into it; download a Hub "
+            "checkpoint first, e.g. with `hf download REPO --local-dir DIR`)"
+        )
+    path, relative = _output_path(model_dir, None if out is None else Path(out))
+    if tolerance is None:
+        tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
+    if not tolerance > 0:
+        raise QPMError(f"--tolerance must be positive, got {tolerance}")
+    if opset < MIN_OPSET:
+        raise QPMError(f"opset {opset} is too old: the dynamo exporter needs opset {MIN_OPSET} or newer")
+    photos = sample_photos() if images is None else [load_image(p) for p in images]
+
+    with Steps() as steps:
+        return _export(model_dir, path, relative, opset, fp16, photos, tolerance, steps)
+
+
+def _export(
+    model_dir: Path, path: Path, relative: str, opset: int, fp16: bool,
+    photos: list[LoadedImage], tolerance: float, steps: Steps,
+) -> ExportResult:
+    # Heavy imports here, so that `python -m export onnx --help` answers at once.
+    import onnx
+    import onnxscript
+    import torch
+
+    from qpm_zoo.model import QPM
+
+    from .onnx_graph import check_graph, export_graph
+
+    steps(f"loading {model_dir}")
+    model = QPM.from_pretrained(model_dir)
+    config = model.config
+    dtype = "float16" if fp16 else "float32"
+    steps(f"exporting with torch.onnx (dynamo, opset {opset}, {dtype})")
+    graph = export_graph(model, opset=opset, half=fp16)
+    steps("checking with onnx.checker")
+    check_graph(graph.data)
+
+    record = OnnxRecord(
+        file=relative,
+        opset=graph.opset,
+        sha256=hashlib.sha256(graph.data).hexdigest(),
+        dtype=graph.dtype,
+        input_size=tuple(config.preprocessing.input_size),
+        dynamic_batch=True,
+        feature_map_size=graph.feature_map_size,
+        exporter={
+            "method": "torch.onnx.export(dynamo=True)",
+            "io_dtype": "float32",
+            "qpm_zoo": __version__,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxscript": onnxscript.__version__,
+        },
+    )
+    steps(f"validating against PyTorch ({'random and real' if photos else 'random'} inputs, batch 1 and 5)")
+    runtime = QPMOnnx(
+        config.replace(onnx=record.to_dict()), graph.data,
+        providers=["CPUExecutionProvider"], source=str(model_dir / CONFIG_NAME),
+    )
+    inputs = validation_inputs(runtime.preprocessor, photos, VALIDATION_BATCHES)
+    report = validate(model, runtime, inputs, tolerance)
+    record = dataclasses.replace(record, validation=report.to_record())
+    steps.done()
+    if not photos:
+        print("note: no real images (pass --images or install scikit-learn); validated on random inputs",
+              file=sys.stderr)
+    if not report.passed:
+        return ExportResult(path, record, report, written=False)
+    write_bytes_atomic(path, graph.data)
+    config.replace(onnx=record.to_dict()).save(model_dir / CONFIG_NAME)
+    return ExportResult(path, record, report, written=True)
