@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from torch import nn
 
 from .backbone import Backbone
@@ -151,6 +151,22 @@ class QPM(
         self.config = config
 
     # -- saving and loading --------------------------------------------------------------------
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """The README.md that save_pretrained / push_to_hub write: qpm-zoo's card (MODEL_CARD.md
+        filled from this model's config) instead of huggingface_hub's generic one.
+
+        Pass `model_card_kwargs={"repo_id": "org/name"}` to put the Hub id into the usage examples.
+        """
+        from .card import render_model_card
+
+        repo_id = kwargs.pop("repo_id", None)
+        if args or kwargs:
+            raise TypeError(
+                f"generate_model_card() takes only repo_id=, got {len(args)} positional and "
+                f"{sorted(kwargs)}"
+            )
+        return ModelCard(render_model_card(self.config, repo_id))
+
     def _save_pretrained(self, save_directory: Path) -> None:
         save_directory = Path(save_directory)
         save_weights(self, save_directory / WEIGHTS_NAME)
