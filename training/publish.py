@@ -1,0 +1,321 @@
+"""Upload a checkpoint folder to the Hugging Face Hub, with its model card regenerated.
+
+    python -m training publish MODEL_DIR REPO_ID [--private] [--revision BRANCH]
+                               [--commit-message M] [--token T] [--dry-run] [--json]
+
+Before anything is sent, the folder is checked like a user would load it: config.json parses,
+an ONNX export is there exactly when config.json records one (with the recorded SHA-256), a
+token is at hand, and model.safetensors loads strictly into the model config.json describes.
+An incomplete folder is refused with the list of what is wrong. README.md is then regenerated
+from MODEL_CARD.md and config.json (metrics, assignment summary, recipe), written into the
+folder, and the files go up in one commit: config.json, model.safetensors, the ONNX export when
+there is one, README.md. The token comes from --token, HF_TOKEN or the stored login
+(`hf auth login`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from qpm_zoo._cmdline import format_table, print_json
+from qpm_zoo.card import README_NAME, render_model_card
+from qpm_zoo.config import CONFIG_NAME, WEIGHTS_NAME, QPMConfig, write_text_atomic
+from qpm_zoo.errors import QPMError
+from qpm_zoo.version import __version__
+
+DEFAULT_REVISION = "main"
+
+
+class PublishError(QPMError):
+    """The checkpoint cannot be published, or the Hub refused the upload."""
+
+
+@dataclass(frozen=True)
+class UploadFile:
+    """One file of the commit."""
+
+    name: str  #: path in the repository
+    path: Path  #: where it is on disk
+    size: int
+    regenerated: bool = False  #: README.md, written from the template just now
+
+
+@dataclass(frozen=True)
+class PublishPlan:
+    """What `publish` will upload, known before any server is contacted."""
+
+    folder: Path
+    repo_id: str
+    revision: str
+    config: QPMConfig
+    card: str  #: the regenerated README.md
+    files: tuple[UploadFile, ...]
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    commit_url: str
+    commit_oid: str
+    repo_url: str
+
+
+def check_checkpoint(folder: Path) -> tuple[QPMConfig, list[str]]:
+    """The config and the repository paths of the checkpoint's files, without loading weights.
+
+    Raises PublishError listing every problem: a missing or unparsable config.json, a missing
+    model.safetensors, an ONNX export that config.json does not record (or records but is
+    missing or differs). `verify_weights` checks the weights themselves.
+    """
+    if not folder.exists():
+        raise PublishError(f"{folder}: no such checkpoint folder")
+    if not folder.is_dir():
+        raise PublishError(f"{folder}: not a folder (a checkpoint is a folder with {CONFIG_NAME})")
+    problems: list[str] = []
+    config = None
+    if not (folder / CONFIG_NAME).is_file():
+        problems.append(f"{CONFIG_NAME} is missing")
+    else:
+        try:
+            config = QPMConfig.load(folder / CONFIG_NAME)
+        except QPMError as e:
+            problems.append(str(e))
+    if not (folder / WEIGHTS_NAME).is_file():
+        problems.append(f"{WEIGHTS_NAME} is missing")
+    names = [CONFIG_NAME, WEIGHTS_NAME]
+    if config is not None:
+        onnx_name, onnx_problems = _check_onnx(folder, config)
+        problems += onnx_problems
+        if onnx_name is not None:
+            names.append(onnx_name)
+    if problems:
+        _refuse(folder, problems)
+    return config, names
+
+
+def _refuse(folder: Path, problems: list[str]) -> None:
+    listing = "\n".join(f"  - {p}" for p in problems)
+    raise PublishError(
+        f"{folder}: not a complete qpm-zoo checkpoint, nothing was uploaded:\n{listing}"
+    )
+
+
+def _check_onnx(folder: Path, config: QPMConfig) -> tuple[str | None, list[str]]:
+    """The export's path in the checkpoint (None without one) and what is wrong with it."""
+    from qpm_zoo.onnx_model import OnnxRecord, file_sha256
+
+    on_disk = sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*.onnx") if p.is_file()
+    )
+    if config.onnx is None:
+        return None, [
+            f"{name} is not recorded in {CONFIG_NAME} (no 'onnx' entry); export with "
+            "`python -m export onnx MODEL_DIR` (it validates and records the graph), or remove it"
+            for name in on_disk
+        ]
+    try:
+        record = OnnxRecord.from_config(config, str(folder / CONFIG_NAME))
+    except QPMError as e:
+        return None, [str(e)]
+    problems = [
+        f"{name} is not the export {CONFIG_NAME} records ('{record.file}'); remove it"
+        for name in on_disk
+        if name != record.file
+    ]
+    path = folder / record.file
+    if not path.is_file():
+        problems.append(
+            f"{record.file} is missing, but {CONFIG_NAME} records an ONNX export ('onnx')"
+        )
+    elif file_sha256(path) != record.sha256:
+        problems.append(
+            f"{record.file} differs from the export {CONFIG_NAME} records (SHA-256 mismatch); "
+            "export again with `python -m export onnx MODEL_DIR`"
+        )
+    return record.file, problems
+
+
+def verify_weights(folder: Path) -> None:
+    """Load the checkpoint strictly, as a user's from_pretrained will (PublishError if it fails)."""
+    from qpm_zoo.model import QPM
+
+    try:
+        QPM.from_pretrained(folder)
+    except QPMError as e:
+        _refuse(folder, [str(e)])
+
+
+def plan_publish(folder: Path, repo_id: str, revision: str = DEFAULT_REVISION) -> PublishPlan:
+    """Check the repo id and the folder's files and render the card (fast: no weights are loaded,
+    nothing is written or sent)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise PublishError(f"{repo_id!r} is not a valid Hub repository id ({e})") from None
+    config, names = check_checkpoint(folder)
+    card = render_model_card(config, repo_id)
+    files = [UploadFile(name, folder / name, (folder / name).stat().st_size) for name in names]
+    files.append(UploadFile(README_NAME, folder / README_NAME, len(card.encode("utf-8")), True))
+    return PublishPlan(folder, repo_id, revision, config, card, tuple(files))
+
+
+def publish(
+    plan: PublishPlan,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str | None = None,
+) -> PublishResult:
+    """Check the weights, write README.md, then upload the plan's files in one commit.
+
+    A missing token fails first (before the slow weight check); the repository is created if
+    needed (`private` applies only then) and so is the branch `plan.revision`.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+
+    token = token or get_token()
+    if not token:
+        raise PublishError(
+            "no Hugging Face token: pass --token, set HF_TOKEN, or log in with `hf auth login`"
+        )
+    verify_weights(plan.folder)
+    write_text_atomic(plan.folder / README_NAME, plan.card)
+    api = HfApi(token=token, library_name="qpm-zoo", library_version=__version__)
+    message = commit_message or (
+        f"Publish {plan.config.model_type} checkpoint ({plan.config.backbone.name}, "
+        f"{plan.config.num_classes} classes) with qpm-zoo {__version__}"
+    )
+    with _hub_errors(api.endpoint, plan.repo_id, plan.revision):
+        repo_url = api.create_repo(plan.repo_id, private=private, exist_ok=True)
+        if plan.revision != DEFAULT_REVISION:
+            api.create_branch(plan.repo_id, branch=plan.revision, exist_ok=True)
+        info = api.create_commit(
+            plan.repo_id,
+            operations=[CommitOperationAdd(f.name, str(f.path)) for f in plan.files],
+            commit_message=message,
+            revision=plan.revision,
+        )
+    return PublishResult(commit_url=info.commit_url, commit_oid=info.oid, repo_url=str(repo_url))
+
+
+@contextmanager
+def _hub_errors(endpoint: str, repo_id: str, revision: str) -> Iterator[None]:
+    """Turns the client's HTTP and connection errors into one-line PublishErrors."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    where = f"{endpoint}/{repo_id}" + (
+        f" (branch {revision})" if revision != DEFAULT_REVISION else ""
+    )
+    try:
+        yield
+    except HfHubHTTPError as e:
+        status = None if e.response is None else e.response.status_code
+        detail = f" ({e.server_message.strip()})" if e.server_message else ""
+        if status == 401:
+            raise PublishError(
+                f"{where}: the Hub rejected the token (401 Unauthorized){detail}; check --token / "
+                "HF_TOKEN: it must be valid and have write access"
+            ) from None
+        if status == 403:
+            raise PublishError(
+                f"{where}: the token may not write here (403 Forbidden){detail}"
+            ) from None
+        raise PublishError(f"{where}: upload failed ({status}){detail}") from None
+    except httpx2.TransportError as e:
+        raise PublishError(f"cannot reach the Hub at {endpoint} ({e})") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "model_dir",
+        metavar="MODEL_DIR",
+        type=Path,
+        help="checkpoint folder (config.json, model.safetensors)",
+    )
+    p.add_argument(
+        "repo_id", metavar="REPO_ID", help="Hub model repository, e.g. my-org/qpm-resnet50-cub"
+    )
+    p.add_argument(
+        "--private",
+        action="store_true",
+        help="create the repository as private (an existing one keeps its visibility)",
+    )
+    p.add_argument(
+        "--revision",
+        default=DEFAULT_REVISION,
+        metavar="BRANCH",
+        help="branch to commit to, created if needed (default main)",
+    )
+    p.add_argument(
+        "--commit-message",
+        metavar="M",
+        help="commit message (default: names the model and qpm-zoo version)",
+    )
+    p.add_argument(
+        "--token", help="Hub token with write access (default: HF_TOKEN or the stored login)"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the folder and list what would be uploaded; contact no server",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        plan = plan_publish(args.model_dir, args.repo_id, args.revision)
+        if args.dry_run:
+            verify_weights(plan.folder)
+            result = None
+        else:
+            result = publish(
+                plan, token=args.token, private=args.private, commit_message=args.commit_message
+            )
+    except QPMError as e:
+        print(f"python -m training publish: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    _report(plan, result, args.json)
+    return 0
+
+
+def _report(plan: PublishPlan, result: PublishResult | None, as_json: bool) -> None:
+    files = [
+        {"name": f.name, "size": f.size, "path": os.fspath(f.path), "regenerated": f.regenerated}
+        for f in plan.files
+    ]
+    if as_json:
+        out = {
+            "repo_id": plan.repo_id,
+            "revision": plan.revision,
+            "dry_run": result is None,
+            "files": files,
+        }
+        if result is not None:
+            out.update(
+                commit_url=result.commit_url, commit_oid=result.commit_oid, repo_url=result.repo_url
+            )
+        print_json(out)
+        return
+    rows = [
+        (f.name, f.size, "regenerated from MODEL_CARD.md" if f.regenerated else "")
+        for f in plan.files
+    ]
+    print(format_table(["file", "bytes", ""], rows))
+    if result is None:
+        print(
+            f"dry run: would commit these {len(rows)} files to {plan.repo_id} (branch {plan.revision})"
+        )
+    else:
+        print(f"committed to {plan.repo_id} (branch {plan.revision}): {result.commit_url}")
