@@ -163,15 +163,16 @@ class TexturePatterns:
 
 def muted_color(
     rng: np.random.Generator, low: int = 40, high: int = 200, tint: int = 22
-) -> np.ndarray:
+) -> tuple[int, int, int]:
     """A greyish colour: the palette of background and clutter (never a saturated concept colour)."""
     grey = rng.uniform(low, high)
-    return np.clip(grey + rng.uniform(-tint, tint, 3), 0, 255)
+    r, g, b = (min(max(int(grey + t), 0), 255) for t in rng.uniform(-tint, tint, 3))
+    return r, g, b
 
 
 def background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A smooth, low-saturation background as a float [size, size, 3] array."""
-    base = muted_color(rng, 70, 170, 18)
+    base = np.asarray(muted_color(rng, 70, 170, 18), dtype=np.float32)
     grid = 5
     light = rng.uniform(-32, 32, (grid, grid, 1)) + rng.uniform(-10, 10, (grid, grid, 3))
     small = Image.fromarray(np.clip(base + light, 0, 255).astype(np.uint8), "RGB")
@@ -183,7 +184,7 @@ def draw_clutter(image: Image.Image, rng: np.random.Generator, count: int) -> No
     size = image.size[0]
     draw = ImageDraw.Draw(image)
     for _ in range(count):
-        color = tuple(int(v) for v in muted_color(rng))
+        color = muted_color(rng)
         kind = rng.integers(3)
         if kind == 0:
             x0, y0, x1, y1 = rng.uniform(0, size, 4)

@@ -314,16 +314,13 @@ def allowed_distractors(
 
 @dataclass(frozen=True)
 class Placement:
-    """Where and how one concept is drawn (pixel geometry), plus its ground truth."""
+    """How one concept is drawn, plus its ground truth."""
 
     concept: int
-    cx: float
-    cy: float
-    radius: float
-    angle: float
-    gain: float
+    gain: float  #: brightness factor of the concept's colour
     distractor: bool
-    mask: np.ndarray
+    mask: np.ndarray  #: [size, size] bool: the shape's pixels
+    box: tuple[int, int, int, int]  #: tight box of `mask`, (x0, y0, x1, y1), x1 and y1 exclusive
     visible: bool
 
 
@@ -340,10 +337,7 @@ class Scene:
 
     def truth(self) -> ImageTruth:
         instances = sorted(
-            (
-                ConceptInstance(p.concept, mask_box(p.mask), p.visible, p.distractor)
-                for p in self.placements
-            ),
+            (ConceptInstance(p.concept, p.box, p.visible, p.distractor) for p in self.placements),
             key=lambda i: i.concept_id,
         )
         return ImageTruth(self.label, tuple(instances))
@@ -418,7 +412,7 @@ class ConceptGenerator:
         if rng.random() < cfg.occlusion_prob:
             occluder = self._occluder(rng, own, distractor, geometry)
             if occluder is not None:
-                occluder_color = tuple(int(v) for v in muted_color(rng))
+                occluder_color = muted_color(rng)
 
         masks = [
             shape_mask(self.concepts[c].shape, size, cx, cy, r, a)
@@ -429,24 +423,13 @@ class ConceptGenerator:
             x0, y0, x1, y1 = (round(v) for v in occluder)
             covered[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
         placements = []
-        for (concept, cx, cy, radius, angle, gain), mask in zip(
-            reversed(geometry), reversed(masks)
-        ):
+        for (concept, _, _, _, _, gain), mask in zip(reversed(geometry), reversed(masks)):
             area = mask.sum()
             seen = (mask & ~covered).sum() / area if area else 0.0
             covered |= mask
+            visible = bool(seen >= cfg.visible_threshold)
             placements.append(
-                Placement(
-                    concept,
-                    cx,
-                    cy,
-                    radius,
-                    angle,
-                    gain,
-                    concept == distractor,
-                    mask,
-                    bool(seen >= cfg.visible_threshold),
-                )
+                Placement(concept, gain, concept == distractor, mask, mask_box(mask), visible)
             )
         return Scene(split, index, label, tuple(reversed(placements)), occluder, occluder_color)
 
@@ -486,17 +469,19 @@ class ConceptGenerator:
         canvas = Image.fromarray(background(rng, size).astype(np.uint8), "RGB")
         low, high = cfg.clutter_range
         draw_clutter(canvas, rng, int(rng.integers(low, high + 1)))
-        pixels = np.asarray(canvas, dtype=np.float32).copy()
+        pixels = np.asarray(canvas).astype(np.int16)  # int16: room for the noise below
         for p in scene.placements:
-            concept = self.concepts[p.concept]
-            pixels[p.mask] = np.clip(self.colors[p.concept] * p.gain, 0, 255)
-            ink = self.textures.ink(concept.texture)
+            x0, y0, x1, y1 = p.box  # work inside the box: a fraction of the image's pixels
+            region, shape = pixels[y0:y1, x0:x1], p.mask[y0:y1, x0:x1]
+            region[shape] = np.clip(np.round(self.colors[p.concept] * p.gain), 0, 255)
+            ink = self.textures.ink(self.concepts[p.concept].texture)
             if ink is not None:
-                pixels[p.mask & ink] = TEXTURE_INK
+                region[shape & ink[y0:y1, x0:x1]] = TEXTURE_INK
         if scene.occluder is not None:
             x0, y0, x1, y1 = (round(v) for v in scene.occluder)
             pixels[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = scene.occluder_color
-        pixels += rng.normal(0.0, 5.0, pixels.shape).astype(np.float32)
+        # Sensor-like noise, so no concept has one exact colour value (uniform: cheaper than normal).
+        pixels += rng.integers(-9, 10, pixels.shape, dtype=np.int16)
         return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
     def image(self, split: str, index: int) -> Image.Image:
