@@ -222,12 +222,12 @@ def _summary(config: QPMConfig, recipe: RecipeMetadata) -> str:
         text = (
             f"A **QPM** (Quadratic Programming Enhanced Model, ICLR 2025) image classifier. A "
             f"`{config.backbone.name}` backbone computes features; {n} of them feed an "
-            f"interpretable layer in which each of the {C} classes is assigned exactly k = {k} features, each "
-            "with weight 1. The assignment was found by discrete optimisation so that similar "
-            "classes share features, and the backbone was fine-tuned so that each feature becomes "
-            "what its classes have in common. A class's logit is the sum of its k normalised "
-            "feature activations: every prediction has an exact explanation of k terms, and any "
-            "two classes can be compared feature by feature."
+            f"interpretable layer in which each of the {C} classes is assigned exactly k = {k} "
+            "features, each with weight 1. The assignment was found by discrete optimisation so "
+            "that similar classes share features, and the backbone was fine-tuned so that each "
+            "feature becomes what its classes have in common. A class's logit is the sum of its k "
+            "normalised feature activations: every prediction has an exact explanation of k terms, "
+            "and any two classes can be compared feature by feature."
         )
     else:
         sizes = [len(row) for row in config.assignment.class_features]

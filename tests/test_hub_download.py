@@ -12,16 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
+
 from conftest import make_model
 from hub.client import hub_env, json_result, run_module, run_python
+from hub.data import exported_checkpoint, random_images
 from hub.git_mirror import GitMirrorRepo
 from hub.olah import INSTALL_HINT, OlahServer, find_olah
-from PIL import Image
 
 REPO = "org/qpm-tiny"
 ONNX_REPO = "org/qpm-tiny-onnx"
@@ -72,14 +71,7 @@ def olah(olah_cli, mirrors, commits, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[str]:
-    rng = np.random.default_rng(9)
-    folder = tmp_path_factory.mktemp("olah-images")
-    paths = []
-    for i, size in enumerate([(64, 64), (100, 75)]):
-        path = folder / f"photo{i}.png"
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
-        paths.append(str(path))
-    return paths
+    return random_images(tmp_path_factory.mktemp("olah-images"), 9, [(64, 64), (100, 75)])
 
 
 @pytest.fixture(scope="module")
@@ -153,16 +145,9 @@ def test_cli_through_olah_and_clear_errors(olah, versions, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def onnx_checkpoint(versions, tmp_path_factory) -> Path:
-    """v2 with its ONNX export, made by the exporter users run (`python -m export onnx`)."""
-    pytest.importorskip("onnxruntime")
-    export = pytest.importorskip(
-        "export.onnx_export", reason="the ONNX exporter (export/onnx_export.py) is not there"
-    )
-    folder = Path(shutil.copytree(versions["v2"], tmp_path_factory.mktemp("olah-onnx") / "model"))
-    result = export.export_checkpoint(folder, images=None)
-    assert result.written, "the exporter refused its own export"
-    return folder
+def onnx_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint with its ONNX export, made by the exporter users run."""
+    return exported_checkpoint(tmp_path_factory)
 
 
 def test_onnx_from_pretrained_through_olah_matches_the_local_folder(

@@ -13,30 +13,16 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
+from huggingface_hub import ModelCard
+
 from conftest import make_model
 from hub.client import hub_env, json_result, run_module, run_python
+from hub.data import METRICS, exported_checkpoint, random_images
 from hub.upload_server import HubTestServer
-from huggingface_hub import ModelCard
-from PIL import Image
-
 from training.cli import main as training_main
 
 TOKEN = "hf_test_write_token"
-METRICS = {
-    "accuracy": 0.8125,
-    "dense_accuracy": 0.84,
-    "sid_at_5": 0.61,
-    "nf_features": 6,
-    "per_class": 2,
-}
-TRAINING = {
-    "model_type": "qpm",
-    "seed": 3,
-    "data": {"name": "concepts"},
-    "publish": {"license": "apache-2.0"},
-}
 
 
 def sha256(path: Path) -> str:
@@ -51,24 +37,23 @@ def hub():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    """A QPM checkpoint with metrics and a recipe, as the training pipeline leaves it."""
-    model = make_model("qpm", seed=11)
-    model.set_config(model.config.replace(metrics=METRICS, training=TRAINING))
-    folder = tmp_path_factory.mktemp("publish") / "model"
-    model.save_pretrained(folder)
+    """A QPM checkpoint with metrics, a recipe and its ONNX export, as the pipeline leaves it."""
+    return exported_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def plain_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint without an ONNX export."""
+    folder = tmp_path_factory.mktemp("publish-plain") / "model"
+    make_model("qpm", seed=12).save_pretrained(folder)
     return folder
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[str]:
-    rng = np.random.default_rng(5)
-    folder = tmp_path_factory.mktemp("publish-images")
-    paths = []
-    for i, size in enumerate([(70, 90), (64, 64), (120, 80)]):
-        path = folder / f"photo{i}.png"
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
-        paths.append(str(path))
-    return paths
+    return random_images(
+        tmp_path_factory.mktemp("publish-images"), 5, [(70, 90), (64, 64), (120, 80)]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +74,12 @@ def test_publish_prints_the_commit_and_uploads_the_checkpoint(hub, published, ch
     head = hub.state.repos["org/qpm-tiny"].branches["main"]
     assert published["commit_oid"] == head
     assert published["commit_url"] == f"{hub.url}/org/qpm-tiny/commit/{head}"
-    assert [f["name"] for f in published["files"]] == [
-        "config.json",
-        "model.safetensors",
-        "README.md",
-    ]
+    names = ["config.json", "model.safetensors", "model.onnx", "README.md"]
+    assert [f["name"] for f in published["files"]] == names
     files = files_at(hub, "org/qpm-tiny", "main")
-    assert set(files) == {".gitattributes", "config.json", "model.safetensors", "README.md"}
-    assert files["model.safetensors"].is_lfs and not files["config.json"].is_lfs
+    assert set(files) == {".gitattributes", *names}
+    assert files["model.safetensors"].is_lfs and files["model.onnx"].is_lfs
+    assert not files["config.json"].is_lfs and not files["README.md"].is_lfs
     assert files["model.safetensors"].sha256 == sha256(checkpoint / "model.safetensors")
     assert not [r for r in hub.state.requests if r.status >= 500]
 
@@ -110,35 +93,43 @@ def test_published_card_is_regenerated_and_valid(hub, published, checkpoint):
     assert card.data.license == "apache-2.0"
     assert {r.metric_type: r.metric_value for r in card.data.eval_results} == METRICS
     assert 'QPM.from_pretrained("org/qpm-tiny")' in served
+    assert 'QPMOnnx.from_pretrained("org/qpm-tiny"' in served
     assert "pushed to the Hub using the [PytorchModelHubMixin]" not in served
 
 
 def test_download_back_gives_identical_bytes_and_predictions(
     hub, published, checkpoint, images, tmp_path
 ):
-    names = ["config.json", "model.safetensors", "README.md"]
+    names = ["config.json", "model.safetensors", "model.onnx", "README.md"]
     code = f"""
         import hashlib, json, os
         from huggingface_hub import hf_hub_download, snapshot_download
         from qpm_zoo.model import QPM
+        from qpm_zoo.onnx_model import QPMOnnx
 
         digests = {{}}
         for name in {names!r}:
             with open(hf_hub_download("org/qpm-tiny", name), "rb") as fh:
                 digests[name] = hashlib.sha256(fh.read()).hexdigest()
         snapshot = sorted(os.listdir(snapshot_download("org/qpm-tiny")))
-        hub = QPM.from_pretrained("org/qpm-tiny")
-        local = QPM.from_pretrained({str(checkpoint)!r})
+        cpu = ["CPUExecutionProvider"]
+        models = {{
+            "hub": QPM.from_pretrained("org/qpm-tiny"),
+            "local": QPM.from_pretrained({str(checkpoint)!r}),
+            "hub onnx": QPMOnnx.from_pretrained("org/qpm-tiny", providers=cpu),
+            "local onnx": QPMOnnx.from_pretrained({str(checkpoint)!r}, providers=cpu),
+        }}
         predictions = {{name: [p.to_dict() for p in model.predict({images!r})]
-                       for name, model in (("hub", hub), ("local", local))}}
+                       for name, model in models.items()}}
         print(json.dumps({{"sha256": digests, "snapshot": snapshot, "predictions": predictions}}))
     """
     out = json_result(run_python(code, hub_env(hub.url, tmp_path / "home")))
     assert out["sha256"] == {name: sha256(checkpoint / name) for name in names}
-    assert out["snapshot"] == [".gitattributes", "README.md", "config.json", "model.safetensors"]
-    hub_preds, local_preds = out["predictions"]["hub"], out["predictions"]["local"]
-    assert len(hub_preds) == 3
-    assert hub_preds == local_preds
+    assert out["snapshot"] == sorted([".gitattributes", *names])
+    predictions = out["predictions"]
+    assert len(predictions["hub"]) == 3
+    assert predictions["hub"] == predictions["local"]
+    assert predictions["hub onnx"] == predictions["local onnx"]
 
 
 def test_unknown_repo_and_revision_are_clear_errors(hub, published, tmp_path):
@@ -157,8 +148,8 @@ def test_unknown_repo_and_revision_are_clear_errors(hub, published, tmp_path):
         assert "Traceback" not in result.stderr
 
 
-def test_publish_to_a_new_branch_of_a_private_repo(hub, checkpoint, tmp_path):
-    folder = Path(shutil.copytree(checkpoint, tmp_path / "model"))
+def test_publish_to_a_new_branch_of_a_private_repo(hub, plain_checkpoint, tmp_path):
+    folder = Path(shutil.copytree(plain_checkpoint, tmp_path / "model"))
     env = hub_env(hub.url, tmp_path / "home", token=TOKEN)
     args = [
         "training",
@@ -176,7 +167,8 @@ def test_publish_to_a_new_branch_of_a_private_repo(hub, checkpoint, tmp_path):
     repo = hub.state.repos["org/private-qpm"]
     assert repo.private
     assert set(files_at(hub, "org/private-qpm", "main")) == {".gitattributes"}
-    assert set(files_at(hub, "org/private-qpm", "dev")) >= {
+    assert set(files_at(hub, "org/private-qpm", "dev")) == {
+        ".gitattributes",
         "config.json",
         "model.safetensors",
         "README.md",
@@ -208,8 +200,8 @@ def test_publish_to_a_new_branch_of_a_private_repo(hub, checkpoint, tmp_path):
 
 
 # -- refusals ------------------------------------------------------------------------------------
-def test_publish_without_a_token_stops_before_contacting_the_hub(hub, checkpoint, tmp_path):
-    folder = Path(shutil.copytree(checkpoint, tmp_path / "model"))
+def test_publish_without_a_token_stops_before_contacting_the_hub(hub, plain_checkpoint, tmp_path):
+    folder = Path(shutil.copytree(plain_checkpoint, tmp_path / "model"))
     (folder / "README.md").write_text("old card\n")
     before = len(hub.state.requests)
     result = run_module(
@@ -221,22 +213,22 @@ def test_publish_without_a_token_stops_before_contacting_the_hub(hub, checkpoint
     assert (folder / "README.md").read_text() == "old card\n", "the folder was not changed"
 
 
-def test_the_hub_rejects_a_publish_with_an_unknown_token(hub, checkpoint, tmp_path):
+def test_the_hub_rejects_a_publish_with_an_unknown_token(hub, plain_checkpoint, tmp_path):
     env = hub_env(hub.url, tmp_path / "home", token="hf_not_a_valid_token")
-    result = run_module(["training", "publish", str(checkpoint), "org/rejected"], env)
+    result = run_module(["training", "publish", str(plain_checkpoint), "org/rejected"], env)
     assert result.returncode == 2
     assert "the Hub rejected the token (401 Unauthorized)" in result.stderr
     assert "Traceback" not in result.stderr
     assert "org/rejected" not in hub.state.repos
 
 
-def test_push_to_hub_needs_a_token_and_uploads_the_qpm_model_card(hub, checkpoint, tmp_path):
+def test_push_to_hub_needs_a_token_and_uploads_the_qpm_model_card(hub, plain_checkpoint, tmp_path):
     code = f"""
         import json
         from huggingface_hub.errors import HfHubHTTPError
         from qpm_zoo.model import QPM
 
-        model = QPM.from_pretrained({str(checkpoint)!r})
+        model = QPM.from_pretrained({str(plain_checkpoint)!r})
         try:
             model.push_to_hub("org/mixin-qpm", token=False)
             anonymous = None
@@ -256,7 +248,7 @@ def test_push_to_hub_needs_a_token_and_uploads_the_qpm_model_card(hub, checkpoin
     assert ModelCard(card).data.library_name == "qpm-zoo"
     assert 'QPM.from_pretrained("org/mixin-qpm")' in card
     assert json.loads(hub.state.content(files["config.json"])) == json.loads(
-        (checkpoint / "config.json").read_text()
+        (plain_checkpoint / "config.json").read_text()
     )
 
 
@@ -268,48 +260,48 @@ def _write(name: str, text: str):
     return lambda folder: (folder / name).write_text(text)
 
 
-def _record_onnx(folder: Path) -> None:
-    data = json.loads((folder / "config.json").read_text())
-    data["onnx"] = {
-        "file": "model.onnx",
-        "opset": 18,
-        "sha256": "0" * 64,
-        "dtype": "float32",
-        "input_size": [3, 64, 64],
-    }
-    (folder / "config.json").write_text(json.dumps(data))
-
-
-def _record_onnx_and_write_other_bytes(folder: Path) -> None:
-    _record_onnx(folder)
-    (folder / "model.onnx").write_bytes(b"not the recorded export")
-
-
 def _truncate_weights(folder: Path) -> None:
     path = folder / "model.safetensors"
     path.write_bytes(path.read_bytes()[:1000])
 
 
+def _remove_both(folder: Path) -> None:
+    _remove("config.json")(folder)
+    _remove("model.safetensors")(folder)
+
+
 @pytest.mark.parametrize(
-    "damage, messages",
+    "source, damage, messages",
     [
-        (_remove("config.json"), ["config.json is missing"]),
-        (_remove("model.safetensors"), ["model.safetensors is missing"]),
+        ("plain_checkpoint", _remove("config.json"), ["config.json is missing"]),
+        ("plain_checkpoint", _remove("model.safetensors"), ["model.safetensors is missing"]),
         (
-            lambda f: (_remove("config.json")(f), _remove("model.safetensors")(f)),
+            "plain_checkpoint",
+            _remove_both,
             ["config.json is missing", "model.safetensors is missing"],
         ),
-        (_write("config.json", "{not json"), ["config.json: not valid JSON"]),
+        ("plain_checkpoint", _write("config.json", "{not json"), ["config.json: not valid JSON"]),
         (
+            "plain_checkpoint",
             _write("model.onnx", "an export nobody recorded"),
             ["model.onnx is not recorded in config.json (no 'onnx' entry)"],
         ),
-        (_record_onnx, ["model.onnx is missing, but config.json records an ONNX export"]),
         (
-            _record_onnx_and_write_other_bytes,
-            ["model.onnx differs from the export config.json records"],
+            "checkpoint",
+            _remove("model.onnx"),
+            ["model.onnx is missing, but config.json records an ONNX export"],
         ),
-        (_truncate_weights, ["model.safetensors"]),
+        (
+            "checkpoint",
+            _write("model.onnx", "not the recorded export"),
+            ["model.onnx differs from the export config.json records (SHA-256 mismatch)"],
+        ),
+        (
+            "checkpoint",
+            _write("old.onnx", "a stale export"),
+            ["old.onnx is not the export config.json records ('model.onnx'); remove it"],
+        ),
+        ("plain_checkpoint", _truncate_weights, ["model.safetensors"]),
     ],
     ids=[
         "no-config",
@@ -319,13 +311,14 @@ def _truncate_weights(folder: Path) -> None:
         "unrecorded-onnx",
         "missing-onnx",
         "changed-onnx",
+        "stale-onnx",
         "truncated-weights",
     ],
 )
 def test_incomplete_checkpoint_is_refused_with_what_is_wrong(
-    damage, messages, checkpoint, tmp_path, capsys
+    source, damage, messages, request, tmp_path, capsys
 ):
-    folder = Path(shutil.copytree(checkpoint, tmp_path / "model"))
+    folder = Path(shutil.copytree(request.getfixturevalue(source), tmp_path / "model"))
     damage(folder)
     readme = (folder / "README.md").read_bytes()
     code = training_main(["publish", str(folder), "org/never", "--token", TOKEN])
@@ -335,7 +328,7 @@ def test_incomplete_checkpoint_is_refused_with_what_is_wrong(
     assert "not a complete qpm-zoo checkpoint, nothing was uploaded" in err
     for message in messages:
         assert message in err
-    assert (folder / "README.md").read_bytes() == readme
+    assert (folder / "README.md").read_bytes() == readme, "the folder was not changed"
 
 
 def test_dry_run_lists_the_files_and_changes_nothing(checkpoint, tmp_path, capsys):
@@ -348,6 +341,7 @@ def test_dry_run_lists_the_files_and_changes_nothing(checkpoint, tmp_path, capsy
     assert [(f["name"], f["regenerated"]) for f in out["files"]] == [
         ("config.json", False),
         ("model.safetensors", False),
+        ("model.onnx", False),
         ("README.md", True),
     ]
     assert out["files"][1]["size"] == (folder / "model.safetensors").stat().st_size
@@ -355,11 +349,9 @@ def test_dry_run_lists_the_files_and_changes_nothing(checkpoint, tmp_path, capsy
 
     assert training_main(["publish", str(folder), "org/dry", "--dry-run"]) == 0
     table = capsys.readouterr().out
-    assert (
-        "model.safetensors" in table and "dry run: would commit these 3 files to org/dry" in table
-    )
+    assert "model.onnx" in table and "dry run: would commit these 4 files to org/dry" in table
 
 
-def test_invalid_repo_id_is_refused(checkpoint, capsys):
-    assert training_main(["publish", str(checkpoint), "org/bad name", "--dry-run"]) == 2
+def test_invalid_repo_id_is_refused(plain_checkpoint, capsys):
+    assert training_main(["publish", str(plain_checkpoint), "org/bad name", "--dry-run"]) == 2
     assert "'org/bad name' is not a valid Hub repository id" in capsys.readouterr().err

@@ -314,8 +314,7 @@ def _report(plan: PublishPlan, result: PublishResult | None, as_json: bool) -> N
     ]
     print(format_table(["file", "bytes", ""], rows))
     if result is None:
-        print(
-            f"dry run: would commit these {len(rows)} files to {plan.repo_id} (branch {plan.revision})"
-        )
+        where = f"{plan.repo_id} (branch {plan.revision})"
+        print(f"dry run: would commit these {len(rows)} files to {where}")
     else:
         print(f"committed to {plan.repo_id} (branch {plan.revision}): {result.commit_url}")
