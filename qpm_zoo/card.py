@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any, Sequence
 
+from huggingface_hub import EvalResult, ModelCardData
+
 from .config import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME, QPMConfig
 from .errors import QPMError
 from .explain import GlobalExplainer
@@ -136,7 +138,9 @@ def _number(value: Any) -> float | int | None:
 def _fmt(value: Any) -> str:
     number = _number(value)
     if number is None:
-        return "-" if value is None or isinstance(value, float) else _cell(json.dumps(value))
+        if value is None or isinstance(value, float):
+            return "-"
+        return _cell(value if isinstance(value, str) else json.dumps(value))
     return str(number) if isinstance(number, int) else format(number, ".4g")
 
 
@@ -164,10 +168,8 @@ def load_template() -> str:
 
 
 # -- metadata (YAML front matter) ------------------------------------------------------------------
-def card_metadata(config: QPMConfig, repo_id: str | None = None) -> Any:
-    """The Hub metadata (`huggingface_hub.ModelCardData`) of a checkpoint, with its model-index."""
-    from huggingface_hub import EvalResult, ModelCardData
-
+def card_metadata(config: QPMConfig, repo_id: str | None = None) -> ModelCardData:
+    """The Hub metadata of a checkpoint (the card's YAML front matter), with its model-index."""
     recipe = RecipeMetadata.from_training(config.training)
     results = []
     if recipe.dataset_name is not None:
@@ -251,7 +253,9 @@ def _facts_table(config: QPMConfig, recipe: RecipeMetadata) -> str:
         backbone += ", reduced strides"
     if bb.kwargs:
         backbone += ", " + ", ".join(f"{key}={value!r}" for key, value in sorted(bb.kwargs.items()))
-    files = [CONFIG_NAME, WEIGHTS_NAME] + ([ONNX_NAME] if config.onnx is not None else [])
+    files = [CONFIG_NAME, WEIGHTS_NAME]
+    if config.onnx is not None:
+        files.append(str(config.onnx.get("file", ONNX_NAME)))
     _, height, width = prep.input_size
     rows = [
         ("Model type", MODEL_TYPE_NAMES[config.model_type]),
@@ -377,14 +381,14 @@ def _sharing_stats(config: QPMConfig) -> str:
     return text
 
 
-def _explanation_section(config: QPMConfig, max_classes: int) -> str:
+def _explanation_section(config: QPMConfig, model_id: str, max_classes: int) -> str:
     explainer = GlobalExplainer(config)
     signed = config.model_type != "qpm"
     shown = min(max_classes, config.num_classes)
     parts = [
         _sharing_stats(config),
-        f"The first {shown} of the {config.num_classes} classes "
-        "(any class: `qpm explain MODEL CLASS`, any pair: `qpm compare MODEL A B`):",
+        f"The first {shown} of the {config.num_classes} classes (any class: "
+        f"`qpm explain {model_id} CLASS`, any pair: `qpm compare {model_id} A B`):",
     ]
     for c in range(shown):
         expl = explainer.explain_class(c)
@@ -440,24 +444,26 @@ class CardFields:
     library_version: str
 
 
+def _title(config: QPMConfig, repo_id: str | None) -> str:
+    if repo_id:
+        return repo_id.rsplit("/", 1)[-1]
+    kind = MODEL_TYPE_NAMES[config.model_type]
+    return f"{kind} on {config.backbone.name}, {config.num_classes} classes"
+
+
 def card_fields(config: QPMConfig, repo_id: str | None = None, max_classes: int = 4) -> CardFields:
     recipe = RecipeMetadata.from_training(config.training)
     model_id = repo_id or LOCAL_MODEL_ID
     return CardFields(
         front_matter=card_metadata(config, repo_id).to_yaml().strip(),
-        title=repo_id.rsplit("/", 1)[-1]
-        if repo_id
-        else (
-            f"{MODEL_TYPE_NAMES[config.model_type]} on {config.backbone.name}, "
-            f"{config.num_classes} classes"
-        ),
+        title=_title(config, repo_id),
         summary=_summary(config, recipe),
         facts_table=_facts_table(config, recipe),
         python_usage=_python_usage(config, model_id),
         onnx_usage=_onnx_usage(config, model_id),
         cli_usage=_cli_usage(config, model_id),
         metrics_section=_metrics_section(config, recipe),
-        explanation_section=_explanation_section(config, max_classes),
+        explanation_section=_explanation_section(config, model_id, max_classes),
         training_section=_training_section(config),
         library_version=__version__,
     )

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from conftest import make_model
 from hub.client import hub_env, json_result, run_module, run_python
 from hub.data import METRICS, exported_checkpoint, random_images
 from hub.upload_server import HubTestServer
@@ -39,14 +38,6 @@ def hub():
 def checkpoint(tmp_path_factory) -> Path:
     """A QPM checkpoint with metrics, a recipe and its ONNX export, as the pipeline leaves it."""
     return exported_checkpoint(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def plain_checkpoint(tmp_path_factory) -> Path:
-    """A checkpoint without an ONNX export."""
-    folder = tmp_path_factory.mktemp("publish-plain") / "model"
-    make_model("qpm", seed=12).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +139,8 @@ def test_unknown_repo_and_revision_are_clear_errors(hub, published, tmp_path):
         assert "Traceback" not in result.stderr
 
 
-def test_publish_to_a_new_branch_of_a_private_repo(hub, plain_checkpoint, tmp_path):
-    folder = Path(shutil.copytree(plain_checkpoint, tmp_path / "model"))
+def test_publish_to_a_new_branch_of_a_private_repo(hub, qpm_dir, tmp_path):
+    folder = Path(shutil.copytree(qpm_dir, tmp_path / "model"))
     env = hub_env(hub.url, tmp_path / "home", token=TOKEN)
     args = [
         "training",
@@ -200,8 +191,8 @@ def test_publish_to_a_new_branch_of_a_private_repo(hub, plain_checkpoint, tmp_pa
 
 
 # -- refusals ------------------------------------------------------------------------------------
-def test_publish_without_a_token_stops_before_contacting_the_hub(hub, plain_checkpoint, tmp_path):
-    folder = Path(shutil.copytree(plain_checkpoint, tmp_path / "model"))
+def test_publish_without_a_token_stops_before_contacting_the_hub(hub, qpm_dir, tmp_path):
+    folder = Path(shutil.copytree(qpm_dir, tmp_path / "model"))
     (folder / "README.md").write_text("old card\n")
     before = len(hub.state.requests)
     result = run_module(
@@ -213,22 +204,22 @@ def test_publish_without_a_token_stops_before_contacting_the_hub(hub, plain_chec
     assert (folder / "README.md").read_text() == "old card\n", "the folder was not changed"
 
 
-def test_the_hub_rejects_a_publish_with_an_unknown_token(hub, plain_checkpoint, tmp_path):
+def test_the_hub_rejects_a_publish_with_an_unknown_token(hub, qpm_dir, tmp_path):
     env = hub_env(hub.url, tmp_path / "home", token="hf_not_a_valid_token")
-    result = run_module(["training", "publish", str(plain_checkpoint), "org/rejected"], env)
+    result = run_module(["training", "publish", str(qpm_dir), "org/rejected"], env)
     assert result.returncode == 2
     assert "the Hub rejected the token (401 Unauthorized)" in result.stderr
     assert "Traceback" not in result.stderr
     assert "org/rejected" not in hub.state.repos
 
 
-def test_push_to_hub_needs_a_token_and_uploads_the_qpm_model_card(hub, plain_checkpoint, tmp_path):
+def test_push_to_hub_needs_a_token_and_uploads_the_qpm_model_card(hub, qpm_dir, tmp_path):
     code = f"""
         import json
         from huggingface_hub.errors import HfHubHTTPError
         from qpm_zoo.model import QPM
 
-        model = QPM.from_pretrained({str(plain_checkpoint)!r})
+        model = QPM.from_pretrained({str(qpm_dir)!r})
         try:
             model.push_to_hub("org/mixin-qpm", token=False)
             anonymous = None
@@ -248,7 +239,7 @@ def test_push_to_hub_needs_a_token_and_uploads_the_qpm_model_card(hub, plain_che
     assert ModelCard(card).data.library_name == "qpm-zoo"
     assert 'QPM.from_pretrained("org/mixin-qpm")' in card
     assert json.loads(hub.state.content(files["config.json"])) == json.loads(
-        (plain_checkpoint / "config.json").read_text()
+        (qpm_dir / "config.json").read_text()
     )
 
 
@@ -273,16 +264,16 @@ def _remove_both(folder: Path) -> None:
 @pytest.mark.parametrize(
     "source, damage, messages",
     [
-        ("plain_checkpoint", _remove("config.json"), ["config.json is missing"]),
-        ("plain_checkpoint", _remove("model.safetensors"), ["model.safetensors is missing"]),
+        ("qpm_dir", _remove("config.json"), ["config.json is missing"]),
+        ("qpm_dir", _remove("model.safetensors"), ["model.safetensors is missing"]),
         (
-            "plain_checkpoint",
+            "qpm_dir",
             _remove_both,
             ["config.json is missing", "model.safetensors is missing"],
         ),
-        ("plain_checkpoint", _write("config.json", "{not json"), ["config.json: not valid JSON"]),
+        ("qpm_dir", _write("config.json", "{not json"), ["config.json: not valid JSON"]),
         (
-            "plain_checkpoint",
+            "qpm_dir",
             _write("model.onnx", "an export nobody recorded"),
             ["model.onnx is not recorded in config.json (no 'onnx' entry)"],
         ),
@@ -301,7 +292,7 @@ def _remove_both(folder: Path) -> None:
             _write("old.onnx", "a stale export"),
             ["old.onnx is not the export config.json records ('model.onnx'); remove it"],
         ),
-        ("plain_checkpoint", _truncate_weights, ["model.safetensors"]),
+        ("qpm_dir", _truncate_weights, ["model.safetensors"]),
     ],
     ids=[
         "no-config",
@@ -352,6 +343,6 @@ def test_dry_run_lists_the_files_and_changes_nothing(checkpoint, tmp_path, capsy
     assert "model.onnx" in table and "dry run: would commit these 4 files to org/dry" in table
 
 
-def test_invalid_repo_id_is_refused(plain_checkpoint, capsys):
-    assert training_main(["publish", str(plain_checkpoint), "org/bad name", "--dry-run"]) == 2
+def test_invalid_repo_id_is_refused(qpm_dir, capsys):
+    assert training_main(["publish", str(qpm_dir), "org/bad name", "--dry-run"]) == 2
     assert "'org/bad name' is not a valid Hub repository id" in capsys.readouterr().err

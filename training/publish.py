@@ -232,6 +232,9 @@ def _hub_errors(endpoint: str, repo_id: str, revision: str) -> Iterator[None]:
         raise PublishError(f"{where}: upload failed ({status}){detail}") from None
     except httpx2.TransportError as e:
         raise PublishError(f"cannot reach the Hub at {endpoint} ({e})") from None
+    except (ValueError, RuntimeError, OSError) as e:  # e.g. a refused LFS upload, wrapped
+        detail = " ".join(f"{e}{f': {e.__cause__}' if e.__cause__ else ''}".split())
+        raise PublishError(f"{where}: upload failed ({detail})") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
