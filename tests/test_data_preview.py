@@ -46,6 +46,8 @@ def test_contact_sheet_shows_images_boxes_and_legend(splits, tmp_path):
     assert not list(tmp_path.glob(".*.tmp")), "written atomically"
 
     plain = contact_sheet(splits.train, tmp_path / "plain.png", count=4, columns=4)
+    with pytest.raises(DataConfigError, match="count and columns must be at least 1, got 0"):
+        contact_sheet(splits.train, tmp_path / "none.png", count=0)
     assert Image.open(plain).size[1] == TILE + 18 + 8
 
 

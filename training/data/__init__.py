@@ -1,11 +1,16 @@
 """Data for the training pipeline: the known-concept dataset and the real dataset loaders.
 
-from training.data import DataConfig, build_datasets, train_transform, eval_transform
+    from training.data import DataConfig, build_datasets, eval_transform, train_transform
 
-cfg = DataConfig.from_dict({"name": "concepts", "concepts": {"num_classes": 12}}, "config.yaml")
-splits = build_datasets(cfg)              # DataSplits: train, test, class_names, ground_truth, ...
-splits.train.transform = train_transform(preprocessing, "light")
-splits.test.transform = eval_transform(preprocessing)
+    cfg = DataConfig.from_dict({"name": "concepts", "concepts": {"num_classes": 12}}, "demo.yaml")
+    splits = build_datasets(cfg)  # DataSplits: train, test, class_names, ground_truth, ...
+    splits.train.transform = train_transform(preprocessing, "light")  # or default_augment(cfg.name)
+    splits.test.transform = eval_transform(preprocessing)
+    truth = splits.ground_truth.as_seen(preprocessing)  # boxes in model-input pixels
+    truth.presence("test")  # [N, K] bool; truth.class_concept_matrix(): [C, K] bool
+    truth.test[i].instances  # ConceptInstance(concept_id, box, visible, distractor)
+
+Look at the data: python -m training.data --sheet sheet.png (see training/data/__main__.py).
 """
 
 from .base import DataSplits, ImageDataset, stratified_indices

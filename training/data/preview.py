@@ -90,6 +90,10 @@ def contact_sheet(
     with `truths` (aligned with the dataset) their concept boxes, with `ground_truth` a legend."""
     if len(dataset) == 0:
         raise DataConfigError(f"{dataset!r}: no images to show")
+    if count < 1 or columns < 1:
+        raise DataConfigError(
+            f"contact sheet: count and columns must be at least 1, got {count}, {columns}"
+        )
     if indices is None:
         indices = np.unique(
             np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
