@@ -31,6 +31,12 @@ def generator(seed: int = 0, **changes) -> ConceptGenerator:
     return ConceptGenerator(dataclasses.replace(SMALL, **changes), seed)
 
 
+def tiny_splits(train_size: int):
+    concepts = {"num_classes": 4, "pool_size": 6, "concepts_per_class": 2, "test_size": 8}
+    data = {"name": "concepts", "concepts": {**concepts, "train_size": train_size}}
+    return build_datasets(DataConfig.from_dict(data, "t"))
+
+
 def test_images_are_deterministic_from_seed_split_and_index():
     a, b = generator(0), generator(0)
     for split, index in (("train", 0), ("train", 17), ("test", 5)):
@@ -207,21 +213,7 @@ def test_build_gives_aligned_ground_truth_and_presence():
 
 
 def test_boxes_follow_the_evaluation_crop():
-    splits = build_datasets(
-        DataConfig.from_dict(
-            {
-                "name": "concepts",
-                "concepts": {
-                    "num_classes": 4,
-                    "pool_size": 6,
-                    "concepts_per_class": 2,
-                    "train_size": 8,
-                    "test_size": 8,
-                },
-            },
-            "t",
-        )
-    )
+    splits = tiny_splits(train_size=8)
     gt = splits.ground_truth
     same = PreprocessConfig(input_size=(3, 64, 64), crop_pct=1.0)
     assert gt.as_seen(same) is gt
@@ -238,21 +230,7 @@ def test_boxes_follow_the_evaluation_crop():
 
 
 def test_datasets_work_in_a_dataloader_and_pickle():
-    splits = build_datasets(
-        DataConfig.from_dict(
-            {
-                "name": "concepts",
-                "concepts": {
-                    "num_classes": 4,
-                    "pool_size": 6,
-                    "concepts_per_class": 2,
-                    "train_size": 16,
-                    "test_size": 8,
-                },
-            },
-            "t",
-        )
-    )
+    splits = tiny_splits(train_size=16)
     pre = PreprocessConfig(input_size=(3, 64, 64), crop_pct=1.0, mean=(0.5,) * 3, std=(0.5,) * 3)
     splits.train.transform = train_transform(pre, "light")
     x, y = next(iter(DataLoader(splits.train, batch_size=8, shuffle=True)))
