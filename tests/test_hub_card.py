@@ -257,11 +257,13 @@ def test_wheel_ships_the_template_and_renders_cards(tmp_path, qpm_dir):
         capture_output=True,
     )
     (wheel,) = wheels.glob("qpm_zoo-*.whl")
+    template = "qpm_zoo/templates/MODEL_CARD.md"
     with zipfile.ZipFile(wheel) as zf:
-        assert (
-            zf.read("qpm_zoo/templates/MODEL_CARD.md").decode()
-            == (ROOT / "MODEL_CARD.md").read_text()
+        assert template in zf.namelist(), (
+            "the wheel lacks the model-card template: pyproject.toml must list the package "
+            "qpm_zoo.templates and its package-data *.md"
         )
+        assert zf.read(template).decode() == (ROOT / "MODEL_CARD.md").read_text()
         zf.extractall(tmp_path / "site")
     code = f"""
         import qpm_zoo
