@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from qpm_zoo.errors import QPMError
 
@@ -38,7 +38,7 @@ class Steps:
             print(f" {time.perf_counter() - self._started:.1f}s", file=sys.stderr, flush=True)
             self._started = None
 
-    def __enter__(self) -> "Steps":
+    def __enter__(self) -> Steps:  # noqa: PYI034 - not meant to be subclassed
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

@@ -17,9 +17,10 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -57,15 +58,23 @@ class BenchSettings:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model_dir", metavar="MODEL_DIR", type=Path, help="checkpoint folder with model.onnx")
+    p.add_argument(
+        "model_dir", metavar="MODEL_DIR", type=Path, help="checkpoint folder with model.onnx"
+    )
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
     p.add_argument("--threads", type=int, default=2, help="threads for both backends (default 2)")
-    p.add_argument("--repeats", type=int, default=5, help="measurements per backend and batch (default 5)")
     p.add_argument(
-        "--min-time", type=float, default=1.0,
+        "--repeats", type=int, default=5, help="measurements per backend and batch (default 5)"
+    )
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=1.0,
         help="seconds each measurement runs at least (whole batches; default 1.0)",
     )
-    p.add_argument("--warmup", type=int, default=2, help="untimed runs per backend and batch (default 2)")
+    p.add_argument(
+        "--warmup", type=int, default=2, help="untimed runs per backend and batch (default 2)"
+    )
     p.add_argument("--json", action="store_true", help="print settings and rows as JSON")
 
 
@@ -82,11 +91,20 @@ def _run(args: argparse.Namespace) -> int:
     if not args.min_time >= 0:
         raise QPMError("--min-time must not be negative")
     settings, rows = benchmark(
-        args.model_dir, args.batch, threads=args.threads, repeats=args.repeats,
-        min_time=args.min_time, warmup=args.warmup,
+        args.model_dir,
+        args.batch,
+        threads=args.threads,
+        repeats=args.repeats,
+        min_time=args.min_time,
+        warmup=args.warmup,
     )
     if args.json:
-        print_json({"settings": dataclasses.asdict(settings), "rows": [dataclasses.asdict(r) for r in rows]})
+        print_json(
+            {
+                "settings": dataclasses.asdict(settings),
+                "rows": [dataclasses.asdict(r) for r in rows],
+            }
+        )
         return 0
     print(format_report(settings, rows))
     return 0
@@ -100,9 +118,29 @@ def format_report(settings: BenchSettings, rows: list[BenchRow]) -> str:
         f"({settings.ort_optimization}, {settings.onnx_dtype}); medians of {settings.repeats} repeats"
     )
     table = format_table(
-        ["batch", "torch img/s", "ort img/s", "ort/torch", "head share", "torch ms", "ort ms", "head ms"],
-        [(r.batch, r.torch_img_s, r.ort_img_s, r.ratio, f"{100 * r.head_share:.3f} %", r.torch_ms, r.ort_ms, r.head_ms)
-         for r in rows],
+        [
+            "batch",
+            "torch img/s",
+            "ort img/s",
+            "ort/torch",
+            "head share",
+            "torch ms",
+            "ort ms",
+            "head ms",
+        ],
+        [
+            (
+                r.batch,
+                r.torch_img_s,
+                r.ort_img_s,
+                r.ratio,
+                f"{100 * r.head_share:.3f} %",
+                r.torch_ms,
+                r.ort_ms,
+                r.head_ms,
+            )
+            for r in rows
+        ],
         floatfmt=".3g",
     )
     return f"{heading}\n{table}\ntarget: ort/torch >= 1.5 on the CPU, head share < 1 %"
@@ -149,7 +187,9 @@ def benchmark(
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
-    runtime = QPMOnnx.from_pretrained(model_dir, providers=["CPUExecutionProvider"], session_options=options)
+    runtime = QPMOnnx.from_pretrained(
+        model_dir, providers=["CPUExecutionProvider"], session_options=options
+    )
     steps.done()
 
     config = model.config
@@ -163,15 +203,15 @@ def benchmark(
         with torch.inference_mode():
             maps = model.backbone(tensor)
 
-        def torch_forward() -> None:
+        def torch_forward(tensor: torch.Tensor = tensor) -> None:
             with torch.inference_mode():
                 model.forward_all(tensor)
 
-        def head_only() -> None:
+        def head_only(maps: torch.Tensor = maps) -> None:
             with torch.inference_mode():
                 model.head(maps)
 
-        def ort_forward() -> None:
+        def ort_forward(pixels: np.ndarray = pixels) -> None:
             runtime.forward(pixels)
 
         for _ in range(warmup):
@@ -183,20 +223,23 @@ def benchmark(
             t_head.append(seconds_per_call(head_only, min(min_time, 0.2)))
             progress.update()
         torch_s, ort_s, head_s = (statistics.median(t) for t in (t_torch, t_ort, t_head))
-        rows.append(BenchRow(
-            batch=b,
-            torch_img_s=b / torch_s,
-            ort_img_s=b / ort_s,
-            ratio=statistics.median(t / o for t, o in zip(t_torch, t_ort)),
-            head_share=head_s / torch_s,
-            torch_ms=1000 * torch_s,
-            ort_ms=1000 * ort_s,
-            head_ms=1000 * head_s,
-        ))
+        rows.append(
+            BenchRow(
+                batch=b,
+                torch_img_s=b / torch_s,
+                ort_img_s=b / ort_s,
+                ratio=statistics.median(t / o for t, o in zip(t_torch, t_ort)),
+                head_share=head_s / torch_s,
+                torch_ms=1000 * torch_s,
+                ort_ms=1000 * ort_s,
+                head_ms=1000 * head_s,
+            )
+        )
     progress.close()
     settings = BenchSettings(
         model=str(model_dir),
-        backbone=config.backbone.name + (" (reduced strides)" if config.backbone.reduced_strides else ""),
+        backbone=config.backbone.name
+        + (" (reduced strides)" if config.backbone.reduced_strides else ""),
         input_size=tuple(config.preprocessing.input_size),
         num_classes=config.num_classes,
         n_features=config.n_features,

@@ -15,9 +15,9 @@ import argparse
 import dataclasses
 import hashlib
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 from qpm_zoo._cmdline import print_json
 from qpm_zoo.config import CONFIG_NAME, ONNX_NAME, write_bytes_atomic
@@ -50,25 +50,43 @@ class ExportResult:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model_dir", metavar="MODEL_DIR", type=Path, help="checkpoint folder (config.json, model.safetensors)")
-    p.add_argument("--out", type=Path, metavar="FILE", help=f"output file inside MODEL_DIR (default MODEL_DIR/{ONNX_NAME})")
     p.add_argument(
-        "--opset", type=int, default=DEFAULT_OPSET,
+        "model_dir",
+        metavar="MODEL_DIR",
+        type=Path,
+        help="checkpoint folder (config.json, model.safetensors)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help=f"output file inside MODEL_DIR (default MODEL_DIR/{ONNX_NAME})",
+    )
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
         help=f"ONNX opset, {MIN_OPSET} or newer (default {DEFAULT_OPSET})",
     )
     p.add_argument(
-        "--fp16", action="store_true",
+        "--fp16",
+        action="store_true",
         help="backbone weights and compute in float16 (for GPUs); inputs, outputs and head stay float32",
     )
     p.add_argument(
-        "--images", nargs="+", metavar="IMG",
+        "--images",
+        nargs="+",
+        metavar="IMG",
         help="real images for the validation (default: the photos that ship with scikit-learn)",
     )
     p.add_argument(
-        "--tolerance", type=float,
+        "--tolerance",
+        type=float,
         help=f"largest allowed relative difference (default {FP32_TOLERANCE:g}; {FP16_TOLERANCE:g} with --fp16)",
     )
-    p.add_argument("--json", action="store_true", help="print the record and the validation rows as JSON")
+    p.add_argument(
+        "--json", action="store_true", help="print the record and the validation rows as JSON"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,23 +95,31 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     result = export_checkpoint(
-        args.model_dir, out=args.out, opset=args.opset, fp16=args.fp16,
-        images=args.images, tolerance=args.tolerance,
+        args.model_dir,
+        out=args.out,
+        opset=args.opset,
+        fp16=args.fp16,
+        images=args.images,
+        tolerance=args.tolerance,
     )
     report = result.report
     if args.json:
-        print_json({
-            "file": str(result.path),
-            "written": result.written,
-            "passed": report.passed,
-            "record": result.record.to_dict(),
-            "validation": [dataclasses.asdict(r) for r in report.rows],
-        })
+        print_json(
+            {
+                "file": str(result.path),
+                "written": result.written,
+                "passed": report.passed,
+                "record": result.record.to_dict(),
+                "validation": [dataclasses.asdict(r) for r in report.rows],
+            }
+        )
     else:
         print(report.table())
         worst = ", ".join(f"{o} {report.worst(o).max_rel:.2g}" for o in OUTPUT_NAMES)
         verdict = "passed" if report.passed else "FAILED"
-        print(f"\nlargest relative differences: {worst} (tolerance {report.tolerance:g}): {verdict}")
+        print(
+            f"\nlargest relative differences: {worst} (tolerance {report.tolerance:g}): {verdict}"
+        )
         print(f"labels agree on {report.labels_agree}/{report.labels_total} images")
         if result.written:
             size = result.path.stat().st_size / 2**20
@@ -104,7 +130,8 @@ def _run(args: argparse.Namespace) -> int:
     if not result.written:
         print(
             f"python -m export onnx: the export differs from PyTorch by more than {report.tolerance:g}; "
-            "nothing was written", file=sys.stderr,
+            "nothing was written",
+            file=sys.stderr,
         )
         return 1
     return 0
@@ -146,7 +173,9 @@ def export_checkpoint(
     if not tolerance > 0:
         raise QPMError(f"--tolerance must be positive, got {tolerance}")
     if opset < MIN_OPSET:
-        raise QPMError(f"opset {opset} is too old: the dynamo exporter needs opset {MIN_OPSET} or newer")
+        raise QPMError(
+            f"opset {opset} is too old: the dynamo exporter needs opset {MIN_OPSET} or newer"
+        )
     photos = sample_photos() if images is None else [load_image(p) for p in images]
 
     with Steps() as steps:
@@ -154,8 +183,14 @@ def export_checkpoint(
 
 
 def _export(
-    model_dir: Path, path: Path, relative: str, opset: int, fp16: bool,
-    photos: list[LoadedImage], tolerance: float, steps: Steps,
+    model_dir: Path,
+    path: Path,
+    relative: str,
+    opset: int,
+    fp16: bool,
+    photos: list[LoadedImage],
+    tolerance: float,
+    steps: Steps,
 ) -> ExportResult:
     # Heavy imports here, so that `python -m export onnx --help` answers at once.
     import onnx
@@ -192,18 +227,24 @@ def _export(
             "onnxscript": onnxscript.__version__,
         },
     )
-    steps(f"validating against PyTorch ({'random and real' if photos else 'random'} inputs, batch 1 and 5)")
+    steps(
+        f"validating against PyTorch ({'random and real' if photos else 'random'} inputs, batch 1 and 5)"
+    )
     runtime = QPMOnnx(
-        config.replace(onnx=record.to_dict()), graph.data,
-        providers=["CPUExecutionProvider"], source=str(model_dir / CONFIG_NAME),
+        config.replace(onnx=record.to_dict()),
+        graph.data,
+        providers=["CPUExecutionProvider"],
+        source=str(model_dir / CONFIG_NAME),
     )
     inputs = validation_inputs(runtime.preprocessor, photos, VALIDATION_BATCHES)
     report = validate(model, runtime, inputs, tolerance)
     record = dataclasses.replace(record, validation=report.to_record())
     steps.done()
     if not photos:
-        print("note: no real images (pass --images or install scikit-learn); validated on random inputs",
-              file=sys.stderr)
+        print(
+            "note: no real images (pass --images or install scikit-learn); validated on random inputs",
+            file=sys.stderr,
+        )
     if not report.passed:
         return ExportResult(path, record, report, written=False)
     write_bytes_atomic(path, graph.data)

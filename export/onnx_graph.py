@@ -44,7 +44,9 @@ class ExportGraph(nn.Module):
         self.head = model.head
         self.eval()
 
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, pixel_values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         maps = self.backbone(pixel_values.to(self.dtype)).float()
         out = self.head(maps)
         return out.logits, out.features, out.feature_maps
@@ -94,7 +96,9 @@ def export_graph(model: QPM, opset: int, half: bool = False) -> ExportedGraph:
             f"torch.onnx.export (dynamo) failed for backbone '{model.config.backbone.name}': "
             f"{type(e).__name__}: {e}" + (f"\nexporter log:\n{log}" if log else "")
         ) from e
-    found = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
+    found = max(
+        (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None
+    )
     if found != opset:
         raise ExportError(f"asked for opset {opset}, the exporter produced opset {found}")
     if proto.ByteSize() > _PROTOBUF_LIMIT:

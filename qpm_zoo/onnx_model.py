@@ -19,13 +19,14 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .config import CONFIG_NAME, ONNX_NAME, QPMConfig, _Fields
+from .config import CONFIG_NAME, QPMConfig, _Fields
 from .errors import CheckpointError, InputError, MissingDependencyError
 from .explain import ForwardArrays, InterpretableModel
 
@@ -42,6 +43,7 @@ DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 #: onnxruntime's log severities: 2 = warnings (its default), 4 = fatal only.
 _ORT_DEFAULT_SEVERITY = 2
 _ORT_QUIET_SEVERITY = 4
+
 
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file, read in chunks (exports reach hundreds of MB)."""
@@ -87,7 +89,7 @@ class OnnxRecord:
         return out
 
     @classmethod
-    def from_config(cls, config: QPMConfig, source: str) -> "OnnxRecord":
+    def from_config(cls, config: QPMConfig, source: str) -> OnnxRecord:
         """Parse `config.onnx`; a checkpoint without one has no usable export."""
         if config.onnx is None:
             raise CheckpointError(
@@ -133,7 +135,12 @@ def import_onnxruntime() -> Any:
 def _provider_name(spec: Any) -> str:
     if isinstance(spec, str):
         return spec
-    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], dict):
+    if (
+        isinstance(spec, tuple)
+        and len(spec) == 2
+        and isinstance(spec[0], str)
+        and isinstance(spec[1], dict)
+    ):
         return spec[0]
     raise InputError(
         f"a provider is a name or a (name, options dict) pair, got {spec!r}; "
@@ -156,7 +163,9 @@ def choose_providers(ort: Any, providers: Sequence[Any] | None) -> list[Any]:
     for spec in requested:
         name = _provider_name(spec)
         if name not in known:
-            raise InputError(f"unknown onnxruntime provider {name!r}; this build has {sorted(available)}")
+            raise InputError(
+                f"unknown onnxruntime provider {name!r}; this build has {sorted(available)}"
+            )
     usable = [spec for spec in requested if _provider_name(spec) in available]
     skipped = [_provider_name(s) for s in requested if _provider_name(s) not in available]
     if skipped:
@@ -198,7 +207,7 @@ def create_session(
             if preload is not None:
                 try:
                     preload()
-                except Exception as e:  # best effort: the session falls back to the CPU
+                except Exception as e:  # noqa: BLE001 - best effort: the session falls back to the CPU
                     logger.info("onnxruntime.preload_dlls() failed: %s", e)
         session = ort.InferenceSession(
             model if isinstance(model, bytes) else os.fspath(model),
@@ -244,8 +253,10 @@ class QPMOnnx(InterpretableModel):
             self.session = create_session(model_file, providers, session_options, verbose)
         except (InputError, MissingDependencyError):
             raise
-        except Exception as e:  # onnxruntime's own exception types differ between versions
-            raise CheckpointError(f"{name}: onnxruntime cannot load it ({type(e).__name__}: {e})") from None
+        except Exception as e:  # noqa: BLE001 - onnxruntime's exception types vary by version
+            raise CheckpointError(
+                f"{name}: onnxruntime cannot load it ({type(e).__name__}: {e})"
+            ) from None
         self._input_type, self._fixed_batch = self._check_graph()
 
     @classmethod
@@ -261,7 +272,7 @@ class QPMOnnx(InterpretableModel):
         force_download: bool = False,
         session_options: Any = None,
         verbose: bool = False,
-    ) -> "QPMOnnx":
+    ) -> QPMOnnx:
         """Load config.json and the ONNX export from a local folder or a Hub repository id.
 
         `providers` defaults to CUDA then CPU; `model.providers` says what runs. `verbose=True`
@@ -270,17 +281,19 @@ class QPMOnnx(InterpretableModel):
         from .hub import resolve_file
 
         import_onnxruntime()  # fail before downloading anything large
-        where = dict(
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            token=token,
-            force_download=force_download,
-        )
+        where = {
+            "revision": revision,
+            "cache_dir": cache_dir,
+            "local_files_only": local_files_only,
+            "token": token,
+            "force_download": force_download,
+        }
         config_path = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, **where)
         config = QPMConfig.load(config_path)
         record = OnnxRecord.from_config(config, str(config_path))
-        onnx_path = resolve_file(pretrained_model_name_or_path, record.file, required=False, **where)
+        onnx_path = resolve_file(
+            pretrained_model_name_or_path, record.file, required=False, **where
+        )
         if onnx_path is None:
             raise CheckpointError(
                 f"{pretrained_model_name_or_path}: config.json describes an ONNX export "
@@ -337,10 +350,20 @@ class QPMOnnx(InterpretableModel):
         n, classes = c.n_features, c.num_classes
         # (what, its shape, the shape config.json implies, the config field it comes from)
         expected = [
-            (f"input '{INPUT_NAME}'", inputs[0].shape, ["batch", 3, height, width], "preprocessing.input_size"),
+            (
+                f"input '{INPUT_NAME}'",
+                inputs[0].shape,
+                ["batch", 3, height, width],
+                "preprocessing.input_size",
+            ),
             ("output 'logits'", outputs["logits"].shape, ["batch", classes], "num_classes"),
             ("output 'features'", outputs["features"].shape, ["batch", n], "selected_features"),
-            ("output 'feature_maps'", outputs["feature_maps"].shape, ["batch", n, "h", "w"], "selected_features"),
+            (
+                "output 'feature_maps'",
+                outputs["feature_maps"].shape,
+                ["batch", n, "h", "w"],
+                "selected_features",
+            ),
         ]
         for what, shape, needed, fieldname in expected:
             fixed_dims = [(i, d) for i, d in enumerate(needed) if isinstance(d, int)]
@@ -350,7 +373,9 @@ class QPMOnnx(InterpretableModel):
                     f"('{fieldname}') needs {_shape_text(needed)}; re-export the model"
                 )
         maps_shape = outputs["feature_maps"].shape
-        if self.record.feature_map_size is not None and list(maps_shape[2:]) != list(self.record.feature_map_size):
+        if self.record.feature_map_size is not None and list(maps_shape[2:]) != list(
+            self.record.feature_map_size
+        ):
             raise CheckpointError(
                 f"{self._name}: feature maps are {_shape_text(maps_shape[2:])}, but config.json "
                 f"'onnx.feature_map_size' says {list(self.record.feature_map_size)}"
@@ -363,7 +388,9 @@ class QPMOnnx(InterpretableModel):
                 "batch (python -m export onnx does)"
             )
         if inputs[0].type not in ("tensor(float)", "tensor(float16)"):
-            raise CheckpointError(f"{self._name}: '{INPUT_NAME}' must be float or float16, got {inputs[0].type}")
+            raise CheckpointError(
+                f"{self._name}: '{INPUT_NAME}' must be float or float16, got {inputs[0].type}"
+            )
         return (np.float16 if inputs[0].type == "tensor(float16)" else np.float32), fixed
 
     # -- running -------------------------------------------------------------------------------
@@ -395,7 +422,9 @@ class QPMOnnx(InterpretableModel):
         if self._fixed_batch is None:
             results = self.session.run(names, {INPUT_NAME: batch})
         else:
-            runs = [self.session.run(names, {INPUT_NAME: batch[i:i + 1]}) for i in range(len(batch))]
+            runs = [
+                self.session.run(names, {INPUT_NAME: batch[i : i + 1]}) for i in range(len(batch))
+            ]
             results = [np.concatenate(parts) for parts in zip(*runs)]
         results = [np.asarray(r, dtype=np.float32) for r in results]
         return ForwardArrays(results[0], results[1], results[2] if with_maps else None)

@@ -12,11 +12,18 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from conftest import make_model
+
 from export.bench import BenchRow, BenchSettings, format_report
 from export.cli import main
-from export.onnx_validate import FP16_TOLERANCE, difference, real_views, sample_photos, validate, validation_inputs
+from export.onnx_validate import (
+    FP16_TOLERANCE,
+    difference,
+    real_views,
+    sample_photos,
+    validate,
+    validation_inputs,
+)
 from qpm_zoo import QPMConfig, QPMOnnx
 from qpm_zoo.model import QPM
 from qpm_zoo.preprocess import LoadedImage
@@ -30,8 +37,13 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def exported(qpm_dir, tmp_path_factory) -> tuple[Path, dict]:
-    """A copy of the QPM checkpoint exported by the command, and the command's JSON."""
-    folder = shutil.copytree(qpm_dir, tmp_path_factory.mktemp("export") / "model")
+    """A copy of the QPM checkpoint exported by the command, and the command's JSON.
+
+    It lives in the session's temp dir, where test_onnx_model reuses it instead of exporting
+    again (no test changes it; the tests that damage checkpoints work on copies)."""
+    folder = tmp_path_factory.getbasetemp() / "onnx-exported-qpm"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(qpm_dir, folder)
     out = io.StringIO()  # capsys is function-scoped, so capture the module fixture's output here
     with contextlib.redirect_stdout(out):
         assert main(["onnx", str(folder), "--json"]) == 0
@@ -58,9 +70,13 @@ def test_export_writes_a_checked_onnx_file_and_records_it(exported):
     def dims(value_info) -> list:
         return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
 
-    assert [(i.name, dims(i)) for i in graph.graph.input] == [("pixel_values", ["batch", 3, 64, 64])]
+    assert [(i.name, dims(i)) for i in graph.graph.input] == [
+        ("pixel_values", ["batch", 3, 64, 64])
+    ]
     assert [(o.name, dims(o)) for o in graph.graph.output] == [
-        ("logits", ["batch", 5]), ("features", ["batch", 6]), ("feature_maps", ["batch", 6, 2, 2]),
+        ("logits", ["batch", 5]),
+        ("features", ["batch", 6]),
+        ("feature_maps", ["batch", 6, 2, 2]),
     ]
 
 
@@ -69,19 +85,26 @@ def test_validation_covers_random_and_real_images_at_batch_1_and_5(exported):
     rows = result["validation"]
     cases = {(r["inputs"], r["batch"], r["output"]) for r in rows}
     assert cases == {
-        (kind, b, out) for kind in ("random", "real") for b in (1, 5) for out in ("logits", "features", "feature_maps")
+        (kind, b, out)
+        for kind in ("random", "real")
+        for b in (1, 5)
+        for out in ("logits", "features", "feature_maps")
     }
     assert all(r["max_rel"] <= 1e-4 for r in rows)
     assert all(r["max_abs"] > 0 or r["max_rel"] == 0 for r in rows)
     summary = result["record"]["validation"]
     assert summary["tolerance"] == 1e-4
-    assert summary["max_rel_diff"]["logits"] == max(r["max_rel"] for r in rows if r["output"] == "logits")
+    assert summary["max_rel_diff"]["logits"] == max(
+        r["max_rel"] for r in rows if r["output"] == "logits"
+    )
     assert summary["labels_agree"] == "12/12"
 
 
 def test_text_output_is_a_table(qsenn_dir, tmp_path, capsys, image_file):
     folder = shutil.copytree(qsenn_dir, tmp_path / "m")
-    code, out, err = run(capsys, "onnx", folder, "--out", folder / "sub" / "graph.onnx", "--images", image_file)
+    code, out, err = run(
+        capsys, "onnx", folder, "--out", folder / "sub" / "graph.onnx", "--images", image_file
+    )
     assert code == 0, err
     assert "max rel diff" in out and "passed" in out and "labels agree on 12/12" in out
     assert "exporting with torch.onnx (dynamo, opset 18, float32)" in err
@@ -156,7 +179,9 @@ def test_not_a_checkpoint_folder(tmp_path, capsys):
 
 def test_difference_is_relative_to_the_output_scale():
     reference = np.array([[0.0, 10.0], [0.0, -20.0]])
-    assert difference(reference + [[0.002, 0.0], [0.0, 0.0]], reference) == pytest.approx((0.002, 1e-4))
+    assert difference(reference + [[0.002, 0.0], [0.0, 0.0]], reference) == pytest.approx(
+        (0.002, 1e-4)
+    )
     assert difference(reference, reference) == (0.0, 0.0)
     assert difference(np.full(3, 1e-7), np.zeros(3)) == pytest.approx((1e-7, 0.1))  # floor 1e-6
     with pytest.raises(ValueError, match="shapes differ"):
@@ -176,25 +201,56 @@ def test_real_views_are_distinct_crops():
 # -- bench -----------------------------------------------------------------------------------------
 def test_bench_reports_throughput_ratio_and_head_share(exported, capsys):
     folder, _ = exported
-    code, out, err = run(capsys, "bench", folder, "--batch", "1", "3", "--repeats", "2",
-                         "--min-time", "0", "--warmup", "1", "--json")
+    code, out, err = run(
+        capsys,
+        "bench",
+        folder,
+        "--batch",
+        "1",
+        "3",
+        "--repeats",
+        "2",
+        "--min-time",
+        "0",
+        "--warmup",
+        "1",
+        "--json",
+    )
     assert code == 0, err
     data = json.loads(out)
-    assert data["settings"]["threads"] == 2 and data["settings"]["ort_providers"] == ["CPUExecutionProvider"]
+    assert data["settings"]["threads"] == 2 and data["settings"]["ort_providers"] == [
+        "CPUExecutionProvider"
+    ]
     rows = data["rows"]
     assert [r["batch"] for r in rows] == [1, 3]
     for r in rows:
         assert r["torch_img_s"] == pytest.approx(r["batch"] * 1000 / r["torch_ms"])
         assert r["ort_img_s"] == pytest.approx(r["batch"] * 1000 / r["ort_ms"])
-        assert 0 < r["head_share"] < 1 and r["head_share"] == pytest.approx(r["head_ms"] / r["torch_ms"])
+        assert 0 < r["head_share"] < 1 and r["head_share"] == pytest.approx(
+            r["head_ms"] / r["torch_ms"]
+        )
         assert r["ratio"] > 0
 
     settings = BenchSettings(**data["settings"])
     text = format_report(settings, [BenchRow(**r) for r in rows])
     assert text.startswith("test_resnet 64x64, 5 classes, n=6; 2 threads each")
-    header, rule, first, second, target = text.splitlines()[1:]
-    assert header.split() == ["batch", "torch", "img/s", "ort", "img/s", "ort/torch", "head", "share",
-                              "torch", "ms", "ort", "ms", "head", "ms"]
+    header, _rule, first, second, target = text.splitlines()[1:]
+    assert header.split() == [
+        "batch",
+        "torch",
+        "img/s",
+        "ort",
+        "img/s",
+        "ort/torch",
+        "head",
+        "share",
+        "torch",
+        "ms",
+        "ort",
+        "ms",
+        "head",
+        "ms",
+    ]
     assert first.split()[0] == "1" and second.split()[0] == "3" and first.split()[5] == "%"
     assert target.startswith("target:")
 
