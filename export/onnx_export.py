@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from qpm_zoo._cmdline import print_json
 from qpm_zoo.config import CONFIG_NAME, ONNX_NAME, write_bytes_atomic
 from qpm_zoo.errors import CheckpointError, QPMError
-from qpm_zoo.onnx_model import OUTPUT_NAMES, OnnxRecord, QPMOnnx
+from qpm_zoo.onnx_model import OUTPUT_NAMES, OnnxRecord, QPMOnnx, import_onnxruntime
 from qpm_zoo.preprocess import LoadedImage, load_image
 from qpm_zoo.version import __version__
 
@@ -177,6 +177,7 @@ def export_checkpoint(
             f"opset {opset} is too old: the dynamo exporter needs opset {MIN_OPSET} or newer"
         )
     photos = sample_photos() if images is None else [load_image(p) for p in images]
+    import_onnxruntime()  # the validation needs it: fail now, not after a long export
 
     with Steps() as steps:
         return _export(model_dir, path, relative, opset, fp16, photos, tolerance, steps)
