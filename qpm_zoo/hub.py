@@ -73,8 +73,6 @@ def _download(
         HfHubHTTPError,
         LocalEntryNotFoundError,
         OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
     )
 
     from .version import __version__
@@ -98,25 +96,41 @@ def _download(
         raise CheckpointError(
             f"{repo_id!r} is neither an existing folder nor a valid Hub repository id ({e})"
         ) from None
-    except RepositoryNotFoundError:
-        raise CheckpointError(
-            f"{where}: repository not found (or private: pass token= / run `hf auth login`)"
-        ) from None
-    except RevisionNotFoundError:
-        raise CheckpointError(f"{where}: no such revision (branch, tag or commit)") from None
-    except LocalEntryNotFoundError:
-        # Offline, or not reachable, and not in the cache: this is not "the file is missing".
-        raise CheckpointError(
+    except EntryNotFoundError as e:
+        if isinstance(e, LocalEntryNotFoundError) or required:
+            raise _download_error(e, where, filename) from None
+        return None
+    except (HfHubHTTPError, OfflineModeIsEnabled, OSError) as e:
+        raise _download_error(e, where, filename) from None
+    except ValueError as e:
+        # force_download wraps the HTTP error it met in a ValueError: report the real cause
+        if e.__cause__ is not None:
+            raise _download_error(e.__cause__, where, filename) from None
+        raise
+
+
+def _download_error(error: BaseException, where: str, filename: str) -> CheckpointError:
+    """One clear sentence for what went wrong when downloading `filename`."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(error, RepositoryNotFoundError):
+        return CheckpointError(f"{where}: repository not found (or private: pass token= / run `hf auth login`)")
+    if isinstance(error, RevisionNotFoundError):
+        return CheckpointError(f"{where}: no such revision (branch, tag or commit)")
+    if isinstance(error, LocalEntryNotFoundError):
+        # offline or unreachable, and not in the cache: this is not "the file is missing"
+        return CheckpointError(
             f"{where}: {filename} is not in the local cache and the Hub cannot be reached "
             "(offline mode or no network)"
-        ) from None
-    except EntryNotFoundError:
-        if required:
-            raise CheckpointError(f"{where}: the repository has no {filename}") from None
-        return None
-    except OfflineModeIsEnabled:
-        raise CheckpointError(f"{where}: {filename} is not cached and HF_HUB_OFFLINE is set") from None
-    except HfHubHTTPError as e:
-        raise CheckpointError(f"{where}: downloading {filename} failed ({e})") from None
-    except OSError as e:
-        raise CheckpointError(f"{where}: downloading {filename} failed ({e})") from None
+        )
+    if isinstance(error, EntryNotFoundError):
+        return CheckpointError(f"{where}: the repository has no {filename}")
+    if isinstance(error, OfflineModeIsEnabled):
+        return CheckpointError(f"{where}: {filename} is not cached and HF_HUB_OFFLINE is set")
+    return CheckpointError(f"{where}: downloading {filename} failed ({error})")

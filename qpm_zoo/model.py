@@ -170,7 +170,8 @@ class QPM(
     def _save_pretrained(self, save_directory: Path) -> None:
         save_directory = Path(save_directory)
         save_weights(self, save_directory / WEIGHTS_NAME)
-        self.config.save(save_directory / CONFIG_NAME)
+        # model.onnx is not part of the torch model: a copied config must not promise one
+        self.config.replace(onnx=None).save(save_directory / CONFIG_NAME)
 
     @classmethod
     def from_pretrained(

@@ -144,6 +144,20 @@ def test_cli_through_olah_and_clear_errors(olah, versions, tmp_path):
         assert "Traceback" not in result.stderr
 
 
+def test_force_download_of_a_missing_repo_is_a_clear_error(olah, tmp_path):
+    """force_download wraps the Hub's HTTP error in a ValueError; the message must still say why."""
+    code = """
+        from qpm_zoo.errors import CheckpointError
+        from qpm_zoo.hub import resolve_file
+        try:
+            resolve_file("org/absent", "config.json", force_download=True)
+        except CheckpointError as e:
+            print(e)
+    """
+    result = run_python(code, hub_env(olah.url, tmp_path / "home"))
+    assert "Hub repository 'org/absent': repository not found" in result.stdout, result.stderr
+
+
 @pytest.fixture(scope="module")
 def onnx_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint with its ONNX export, made by the exporter users run."""

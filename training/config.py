@@ -15,8 +15,9 @@ from typing import Any
 
 from qpm_zoo._fields import FieldReader
 
+from .data.transforms import AUGMENTS
+
 MODEL_TYPES = ("qpm", "qsenn")
-AUGMENTS = ("paper", "light", "none")
 
 
 class FitConfigError(ValueError):

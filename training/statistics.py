@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qpm_zoo.config import atomic_path
+
 #: The scale every robustly rescaled vector ends at (the authors' choice: √10 · 0.1).
 LOCALITY_SCALE = float(np.sqrt(10.0) * 0.1)
 
@@ -35,20 +37,10 @@ class AssignmentStatistics:
 
     def save(self, path: str | Path) -> None:
         """Write an .npz atomically."""
-        import os
-        import tempfile
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-        os.close(fd)
-        try:
-            np.savez(tmp, A=self.A, R=self.R, b=self.b, mean=self.mean, std=self.std,
-                     num_samples=np.asarray(self.num_samples))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(Path(path)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, A=self.A, R=self.R, b=self.b, mean=self.mean, std=self.std,
+                         num_samples=np.asarray(self.num_samples))
 
     @classmethod
     def load(cls, path: str | Path) -> "AssignmentStatistics":
