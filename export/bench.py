@@ -83,9 +83,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    for name in ("threads", "repeats", "warmup"):
-        if getattr(args, name) < (0 if name == "warmup" else 1):
-            raise QPMError(f"--{name} must be {'non-negative' if name == 'warmup' else 'positive'}")
+    if args.threads < 1 or args.repeats < 1:
+        raise QPMError("--threads and --repeats must be at least 1")
+    if args.warmup < 0:
+        raise QPMError("--warmup must not be negative")
     if not args.batch or min(args.batch) < 1:
         raise QPMError("--batch sizes must be positive")
     if not args.min_time >= 0:

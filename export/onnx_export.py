@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
             size = result.path.stat().st_size / 2**20
             print(
                 f"wrote {result.path} ({size:.1f} MiB, opset {result.record.opset}, {result.record.dtype}, "
-                f"sha256 {result.record.sha256[:12]}…) and its entry in {result.path.parent / CONFIG_NAME}"
+                f"sha256 {result.record.sha256[:12]}…) and its entry in {args.model_dir / CONFIG_NAME}"
             )
     if not result.written:
         print(

@@ -108,6 +108,7 @@ def test_text_output_is_a_table(qsenn_dir, tmp_path, capsys, image_file):
     assert code == 0, err
     assert "max rel diff" in out and "passed" in out and "labels agree on 12/12" in out
     assert "exporting with torch.onnx (dynamo, opset 18, float32)" in err
+    assert f"and its entry in {folder / 'config.json'}" in out
     assert QPMConfig.load(folder / "config.json").onnx["file"] == "sub/graph.onnx"
     assert QPMOnnx.from_pretrained(folder).predict(image_file).explanation.bias != 0  # Q-SENN head
 
