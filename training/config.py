@@ -105,6 +105,12 @@ class TrainSection:
     augment: str
     classifier_lr: float | None = None  #: dense only: the linear layer's learning rate
 
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        if self.classifier_lr is None:  # only dense training has a separate classifier rate
+            del out["classifier_lr"]
+        return out
+
     @classmethod
     def parse(cls, f: FieldReader, defaults: "TrainSection") -> "TrainSection":
         d = defaults
@@ -247,9 +253,9 @@ class FitConfig:
             "seed": self.seed,
             "data": self.data.to_dict(),
             "model": asdict(self.model),
-            "dense": asdict(self.dense),
+            "dense": self.dense.to_dict(),
             "assignment": asdict(self.assignment),
-            "finetune": asdict(self.finetune),
+            "finetune": self.finetune.to_dict(),
             "runtime": asdict(self.runtime),
         }
         if self.qsenn:

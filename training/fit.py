@@ -73,6 +73,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        print(format_table(["", ""], summary_rows(summaries)))
+        print(format_table(["result", "value"], summary_rows(summaries)))
         print(f"checkpoint: {args.out / 'model'}  (QPM.from_pretrained or `qpm predict {args.out / 'model'} IMAGE`)")
     return 0

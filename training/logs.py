@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, Iterable, TypeVar
 
 from tqdm.auto import tqdm
+
+T = TypeVar("T")
 
 
 class _TqdmHandler(logging.Handler):
@@ -15,6 +18,11 @@ class _TqdmHandler(logging.Handler):
             tqdm.write(self.format(record))
         except Exception:  # pragma: no cover - logging must never crash a run
             self.handleError(record)
+
+
+def progress(iterable: Iterable[T], desc: str, **kwargs: Any) -> Iterable[T]:
+    """A progress bar on a terminal; nothing in logs and pipes (CI), where the log lines suffice."""
+    return tqdm(iterable, desc=desc, unit="batch", leave=False, disable=None, **kwargs)
 
 
 def setup_logging(log_file: Path | None, quiet: bool = False) -> logging.Logger:

@@ -16,9 +16,9 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .config import TrainSection
+from .logs import progress
 from .fdl import feature_diversity_loss
 
 log = logging.getLogger("training")
@@ -51,7 +51,7 @@ def evaluate_accuracy(model: nn.Module, loader: Iterable, device: torch.device, 
     model.eval()
     correct = total = 0
     try:
-        for x, y in tqdm(loader, desc=desc, leave=False, unit="batch"):
+        for x, y in progress(loader, desc):
             logits = model(x.to(device))
             correct += int((logits.argmax(dim=1).cpu() == y).sum())
             total += len(y)
@@ -136,7 +136,7 @@ def _train_epoch(
     started = time.perf_counter()
     sums = {"loss": 0.0, "ce": 0.0, "fdl": 0.0}
     correct = seen = 0
-    bar = tqdm(loader, desc=f"{name} {epoch + 1}/{section.epochs}", leave=False, unit="batch")
+    bar = progress(loader, f"{name} {epoch + 1}/{section.epochs}")
     for x, y in bar:
         x, y = x.to(device), y.to(device)
         out = model.forward_all(x)

@@ -22,13 +22,14 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from qpm_zoo import PreprocessConfig
 from qpm_zoo.model import QPM
 
 from .config import FitConfig, ModelSection, TrainSection
 from .dense import DenseClassifier
+from .evaluation import SID_K, ModelEvaluation, concept_feature_names, evaluate_model
+from .logs import progress
 from .loops import evaluate_accuracy, train_phase
 from .pretrained import create_backbone
 from .stages import Stage, StageRunner, write_json
@@ -132,6 +133,7 @@ class FitRun:
             Stage("statistics", (), self._statistics),
             Stage("assignment", ("model_type", "assignment"), self._assignment),
             Stage("finetune", ("finetune",), self._finetune, outputs=("model",)),
+            Stage("evaluate", (), self._evaluate),
         ]
 
     def run(self) -> dict[str, dict]:
@@ -186,7 +188,7 @@ class FitRun:
     def _statistics(self) -> dict:
         model = self.load_dense()
         acc = StatisticsAccumulator(model.backbone.num_features, len(self.splits.class_names))
-        for x, y in tqdm(self.loader("train", False), desc="statistics", unit="batch", leave=False):
+        for x, y in progress(self.loader("train", False), "statistics"):
             out = model.forward_all(x.to(self.device))
             acc.update(out.features, y, out.feature_maps)
         stats = acc.finalize()
@@ -253,3 +255,46 @@ class FitRun:
         write_json(work / "history.json", [asdict(r) for r in history])
         (work / "resume.pt").unlink(missing_ok=True)
         return {"accuracy_before_finetuning": before, "test_accuracy": accuracy, "epochs": section.epochs}
+
+    def _evaluate(self) -> dict:
+        return self.evaluate_checkpoint(self.out / "model", with_dense=True)
+
+    def has_dense(self) -> bool:
+        return (self.runner.work_dir("dense") / "weights.safetensors").exists()
+
+    def evaluate_checkpoint(self, model_dir: Path, with_dense: bool = True) -> dict:
+        """All metrics of the checkpoint (and of this run's dense model), written into
+        model_dir/metrics.json and config.json's `metrics`; returns the flat metrics."""
+        model = QPM.from_pretrained(model_dir).to(self.device)
+        self.preprocessing = model.config.preprocessing  # evaluate exactly as the model predicts
+        splits = self.splits
+        truth = splits.ground_truth.as_seen(model.config.preprocessing) if splits.ground_truth else None
+        train, test = self.loader("train", False), self.loader("test", False)
+        common = dict(
+            num_classes=len(splits.class_names),
+            class_attributes=splits.class_attributes,
+            sid_k=min(SID_K, model.config.k),  # the dense model is measured at the same k
+        )
+        final = evaluate_model(
+            model, model.head.weight, train, test, self.device, ground_truth=truth, desc="qpm", **common
+        )
+        results: dict[str, ModelEvaluation] = {"model": final}
+        if with_dense and self.has_dense():
+            dense = self.load_dense()
+            results["dense"] = evaluate_model(
+                dense, dense.linear.weight, train, test, self.device,
+                with_contrastiveness=False, desc="dense", **common,
+            )
+        metrics = dict(results["model"].flat())
+        if "dense" in results:
+            metrics.update(results["dense"].flat("dense_"))
+        changes: dict[str, Any] = {"metrics": {**model.config.metrics, **metrics}}
+        if final.ground_truth is not None:
+            changes["feature_names"] = tuple(concept_feature_names(final.ground_truth, truth.concept_names))
+        config = model.config.replace(**changes)
+        config.save(Path(model_dir) / "config.json")
+        write_json(
+            Path(model_dir) / "metrics.json",
+            {"metrics": metrics, **{name: r.to_dict() for name, r in results.items()}},
+        )
+        return metrics
