@@ -1,4 +1,5 @@
-"""The `qpm` command: predict, explain and compare with a checkpoint folder or Hub id.
+"""The `qpm` command: predict, explain and compare with a checkpoint folder or Hub id, and draw
+figures of explanations (`--out FILE.png`, `qpm assignment`).
 
 `--json` prints exactly the results' `to_dict()` (a list for several images), so programs can
 read it; without it the output is for people. Errors print one line and exit with status 2.
@@ -12,14 +13,29 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .errors import QPMError
+from .errors import InputError, QPMError
 from .version import __version__
 
 
-def _add_source_options(p: argparse.ArgumentParser) -> None:
+def _add_source_options(p: argparse.ArgumentParser, json_output: bool = True) -> None:
     p.add_argument("model", metavar="MODEL", help="checkpoint folder or Hugging Face Hub repo id")
     p.add_argument("--revision", help="Hub branch, tag or commit (default: main)")
-    p.add_argument("--json", action="store_true", help="print JSON (the results' to_dict())")
+    if json_output:
+        p.add_argument("--json", action="store_true", help="print JSON (the results' to_dict())")
+
+
+def _add_backend_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--onnx", action="store_true", help="run model.onnx with onnxruntime (no torch)")
+    p.add_argument(
+        "--providers", type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
+        metavar="NAMES", help="with --onnx: onnxruntime providers, comma-separated, best first "
+        "(default CUDAExecutionProvider,CPUExecutionProvider)",
+    )
+    p.add_argument(
+        "--verbose", action="store_true",
+        help="with --onnx: show onnxruntime's own warnings (e.g. why CUDA did not start)",
+    )
+    p.add_argument("--device", default="cpu", help="torch device for the PyTorch model (default cpu)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,26 +50,51 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_options(p)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     p.add_argument("--top-k", type=int, default=5, help="runner-up classes to list (default 5)")
-    p.add_argument("--onnx", action="store_true", help="run model.onnx with onnxruntime (no torch)")
-    p.add_argument(
-        "--providers", type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
-        metavar="NAMES", help="with --onnx: onnxruntime providers, comma-separated, best first "
-        "(default CUDAExecutionProvider,CPUExecutionProvider)",
-    )
-    p.add_argument(
-        "--verbose", action="store_true",
-        help="with --onnx: show onnxruntime's own warnings (e.g. why CUDA did not start)",
-    )
-    p.add_argument("--device", default="cpu", help="torch device for the PyTorch model (default cpu)")
+    _add_backend_options(p)
 
-    p = sub.add_parser("explain", help="a class's features and which classes share them")
+    p = sub.add_parser(
+        "explain",
+        help="a class's features and which classes share them; or an image's prediction, "
+        "drawn as heatmaps with --out",
+        description="qpm explain MODEL CLASS: the class's features (from config.json only). "
+        "qpm explain MODEL IMAGE [--out FILE.png]: the prediction for the image with its exact "
+        "explanation, and with --out a figure of where each of the class's features fires. "
+        "A positional argument that is an existing file is an image; use --class or --image "
+        "when a name is ambiguous.",
+    )
     _add_source_options(p)
-    p.add_argument("target", metavar="CLASS", help="class name or index")
+    p.add_argument("target", metavar="CLASS_OR_IMAGE", nargs="?", help="class name or index, or an image file")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--class", dest="class_name", metavar="CLASS", help="explain this class")
+    which.add_argument("--image", metavar="IMAGE", help="explain the prediction for this image file")
+    p.add_argument("--out", metavar="FILE.png", help="with an image: write the heatmap figure (.png, .pdf, .svg)")
+    _add_backend_options(p)
 
-    p = sub.add_parser("compare", help="two classes feature by feature: shared, only A, only B")
+    p = sub.add_parser(
+        "compare",
+        help="two classes feature by feature: shared, only A, only B; drawn on example images "
+        "with --images and --out",
+    )
     _add_source_options(p)
     p.add_argument("class_a", metavar="CLASS_A")
     p.add_argument("class_b", metavar="CLASS_B")
+    p.add_argument(
+        "--images", nargs="+", metavar="DIR_OR_FILE",
+        help="with --out: images to pick each class's example from (the one predicted as the "
+        "class with the highest probability); folders are searched recursively",
+    )
+    p.add_argument("--out", metavar="FILE.png", help="write the comparison figure (needs --images)")
+    _add_backend_options(p)
+
+    p = sub.add_parser(
+        "assignment", help="draw the class × feature assignment matrix (needs only config.json)"
+    )
+    _add_source_options(p, json_output=False)
+    p.add_argument("--out", metavar="FILE.png", required=True, help="figure file (.png, .pdf, .svg)")
+    p.add_argument(
+        "--onnx", action="store_true",
+        help="accepted like in the other commands; the assignment never needs weights or torch",
+    )
     return parser
 
 
@@ -141,6 +182,115 @@ def _emit(results: Any, as_json: bool, printer: Any) -> None:
         printer(r)
 
 
+def _check_backend_options(args: argparse.Namespace) -> None:
+    if not args.onnx and (args.providers or args.verbose):
+        raise QPMError("--providers and --verbose apply to --onnx only")
+
+
+def _note_figure(path: Any, as_json: bool) -> None:
+    if not as_json:  # stdout then carries only the JSON document
+        print(f"figure: {path}")
+
+
+#: Classifying more images than this takes long enough to say so first.
+_ANNOUNCE_IMAGES = 32
+
+
+def _explain_target(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(image, class) from the positional argument, --image or --class; exactly one is set."""
+    given = [v for v in (args.target, args.image, args.class_name) if v is not None]
+    if len(given) != 1:
+        raise QPMError(
+            "give one class or one image: qpm explain MODEL CLASS_OR_IMAGE "
+            "(or --class NAME, or --image FILE)"
+        )
+    if args.image is not None:
+        if not os.path.isfile(args.image):
+            raise QPMError(f"{args.image}: no such image file")
+        return args.image, None
+    if args.class_name is not None:
+        return None, args.class_name
+    return (args.target, None) if os.path.isfile(args.target) else (None, args.target)
+
+
+def _looks_like_image_path(text: str) -> bool:
+    """A folder in it or an image extension: a mistyped file rather than a class name."""
+    from .viz.examples import IMAGE_EXTENSIONS
+
+    return "/" in text or os.sep in text or text.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _explain(args: argparse.Namespace) -> None:
+    _check_backend_options(args)
+    image, class_name = _explain_target(args)
+    if class_name is not None:
+        if args.out:
+            raise QPMError(
+                "--out draws the explanation of an image's prediction: give an image file "
+                "(qpm explain MODEL IMAGE --out FILE.png); qpm assignment draws all classes"
+            )
+        try:
+            result = _load_explainer(args).explain_class(class_name)
+        except InputError:
+            if args.target == class_name and _looks_like_image_path(class_name):
+                raise QPMError(f"{class_name}: no such image file, and no class of that name") from None
+            raise
+        _emit(result, args.json, _print_class)
+        return
+    if not args.out:
+        _emit(_load_predictor(args).predict(image), args.json, _print_prediction)
+        return
+    from .viz import check_figure_path, explain_images, explanation_figure, save_figure
+
+    check_figure_path(args.out)
+    model = _load_predictor(args)
+    item = explain_images(model, image)[0]
+    path = save_figure(explanation_figure(model, item), args.out)
+    _emit(item.prediction, args.json, _print_prediction)
+    _note_figure(path, args.json)
+
+
+def _compare(args: argparse.Namespace) -> None:
+    _check_backend_options(args)
+    comparison = _load_explainer(args).compare(args.class_a, args.class_b)
+    if args.out is None and args.images is None:
+        _emit(comparison, args.json, _print_comparison)
+        return
+    if args.out is None:
+        raise QPMError("--images gives the example images of the figure: add --out FILE.png")
+    if args.images is None:
+        raise QPMError("--out draws the features on example images: add --images DIR_OR_FILE ...")
+    from .viz import (
+        check_figure_path,
+        class_pair,
+        comparison_figure,
+        find_images,
+        pick_class_examples,
+        save_figure,
+    )
+
+    check_figure_path(args.out)
+    files = find_images(args.images)
+    model = _load_predictor(args)
+    pair = class_pair(model, args.class_a, args.class_b)
+    if len(files) > _ANNOUNCE_IMAGES:
+        print(f"classifying {len(files)} images to pick the examples ...", file=sys.stderr)
+    examples = pick_class_examples(model, files, pair)
+    path = save_figure(comparison_figure(model, *pair, examples), args.out)
+    _emit(comparison, args.json, _print_comparison)
+    if not args.json:
+        for label, example in zip((comparison.class_a.label, comparison.class_b.label), examples):
+            print(f"  example of {label}: {example.name} (p={example.prediction.probability:.3f})")
+    _note_figure(path, args.json)
+
+
+def _assignment(args: argparse.Namespace) -> None:
+    from .viz import assignment_figure, check_figure_path, save_figure
+
+    check_figure_path(args.out)
+    _note_figure(save_figure(assignment_figure(_load_explainer(args)), args.out), False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -150,16 +300,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise QPMError(f"{missing[0]}: no such image file")
             if args.top_k < 1:
                 raise QPMError(f"--top-k must be at least 1, got {args.top_k}")
-            if not args.onnx and (args.providers or args.verbose):
-                raise QPMError("--providers and --verbose apply to --onnx only")
+            _check_backend_options(args)
             model = _load_predictor(args)
             preds = model.predict(list(args.images), top_k=args.top_k)
             _emit(preds if len(preds) > 1 else preds[0], args.json, _print_prediction)
         elif args.command == "explain":
-            _emit(_load_explainer(args).explain_class(args.target), args.json, _print_class)
+            _explain(args)
         elif args.command == "compare":
-            model = _load_explainer(args)
-            _emit(model.compare(args.class_a, args.class_b), args.json, _print_comparison)
+            _compare(args)
+        elif args.command == "assignment":
+            _assignment(args)
     except QPMError as e:
         print(f"qpm {args.command}: error: {e}", file=sys.stderr)
         return 2
