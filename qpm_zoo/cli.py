@@ -215,7 +215,7 @@ def _explain_target(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 def _looks_like_image_path(text: str) -> bool:
     """A folder in it or an image extension: a mistyped file rather than a class name."""
-    from .viz.examples import IMAGE_EXTENSIONS
+    from .preprocess import IMAGE_EXTENSIONS
 
     return "/" in text or os.sep in text or text.lower().endswith(IMAGE_EXTENSIONS)
 

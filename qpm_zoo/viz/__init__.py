@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from .assignment import AssignmentOrder, assignment_figure, assignment_order
 from .comparison import class_pair, comparison_figure
-from .examples import IMAGE_EXTENSIONS, find_images, pick_class_examples
+from ..preprocess import IMAGE_EXTENSIONS
+from .examples import find_images, pick_class_examples
 from .explained import ExplainedImage, explain_images
 from .explanation import explanation_figure
 from .gallery import most_similar_pair, write_figures

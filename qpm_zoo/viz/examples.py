@@ -14,12 +14,10 @@ from typing import Any
 
 from ..errors import InputError
 from ..explain import InterpretableModel, Prediction
+from ..preprocess import IMAGE_EXTENSIONS, list_images
 from .explained import ExplainedImage, explain_images
 
 #: File name endings taken as images when a folder is searched (compared case-insensitively).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-
-
 def find_images(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """Image files given as files or folders (searched recursively, hidden entries skipped).
 
@@ -33,7 +31,7 @@ def find_images(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
         if path.is_file():
             found.append(path)
         elif path.is_dir():
-            inside = _images_under(path)
+            inside = list_images(path)
             if not inside:
                 raise InputError(
                     f"{path}: no image files in this folder or below ({', '.join(IMAGE_EXTENSIONS)})"
@@ -43,16 +41,6 @@ def find_images(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
             raise InputError(f"{path}: no such image file or folder")
     if not found:
         raise InputError("no images given")
-    return found
-
-
-def _images_under(folder: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(Path(dirpath) / name)
     return found
 
 

@@ -6,36 +6,14 @@ hold the same classes and no class folder may be empty; both are checked before 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from qpm_zoo.preprocess import IMAGE_EXTENSIONS, list_images
 
 from .base import DataSplits, FileDataset, ImageFile, require_dir
 from .config import DataConfig, DataConfigError
 
-IMAGE_EXTENSIONS = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".ppm",
-    ".bmp",
-    ".pgm",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".gif",
-)
 SPLIT_FOLDERS = ("train", "test")
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files under `folder` (recursively, hidden entries skipped), in sorted order."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(Path(dirpath) / name)
-    return found
 
 
 def _class_folders(split_dir: Path) -> list[str]:

@@ -1,0 +1,103 @@
+"""The main job: train a QPM on the known-concept data end to end and show what it learned.
+
+Runs `fit` on configs/demo.yaml (cached in the run folder like any fit), then prints dense vs
+QPM accuracy, how well the features and the assignment recover the true concepts, and a few
+test images' predictions with their exact explanations; the images are kept in
+RUN/examples/ and the figures in RUN/figures/ so the `qpm` commands can be tried on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from qpm_zoo._cmdline import format_table
+
+from .config import FitConfig, FitConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="training config (default: configs/demo.yaml)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set dense.epochs=2",
+    )
+    parser.add_argument("--examples", type=int, default=3, help="test images to predict and explain (default 3)")
+    parser.add_argument("--no-figures", action="store_true", help="skip the figures (no matplotlib needed)")
+    parser.add_argument("--quiet", action="store_true", help="no log lines on the console (still in fit.log)")
+
+
+def save_examples(splits, out: Path, count: int | None = None) -> list[Path]:
+    """The first test image of each class (or of the first `count` classes), as PNG files."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths, seen = [], set()
+    for index in range(len(splits.test)):
+        image, label = splits.test[index]
+        if label in seen:
+            continue
+        seen.add(label)
+        name = splits.class_names[label].replace(" ", "_").replace("/", "_")
+        path = out / f"test{index:04d}_{name}.png"
+        image.save(path)
+        paths.append(path)
+        if len(paths) == (count or len(splits.class_names)):
+            break
+    return paths
+
+
+def run(args: argparse.Namespace) -> int:
+    from qpm_zoo.cli import _print_comparison, _print_prediction
+    from qpm_zoo.model import QPM
+    from qpm_zoo.viz import most_similar_pair, write_figures
+
+    from .evaluate import metrics_table
+    from .fit import parse_overrides, summary_rows
+    from .logs import setup_logging
+    from .pipeline import FitRun
+
+    try:
+        config = FitConfig.load(args.config, parse_overrides(args.overrides))
+        config.data.validate()
+    except (FitConfigError, ValueError) as e:
+        print(f"python -m training demo: error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(args.out / "fit.log", quiet=args.quiet)
+    run_folder = FitRun(config, args.out)
+    summaries = run_folder.run()
+    model_dir = args.out / "model"
+    model = QPM.from_pretrained(model_dir)
+
+    print("\n== Result " + "=" * 60)
+    print(format_table(["result", "value"], summary_rows(summaries)))
+    print()
+    print(metrics_table(model.config.metrics))
+
+    examples = save_examples(run_folder.splits, args.out / "examples")
+    shown = examples[: args.examples]
+    print(f"\n== {len(shown)} test images, each prediction with its exact explanation " + "=" * 10)
+    for prediction in model.predict(shown):
+        _print_prediction(prediction)
+        print()
+
+    a, b = most_similar_pair(model)
+    print("== The two most similar classes, feature by feature " + "=" * 18)
+    _print_comparison(model.compare(a, b))
+
+    if not args.no_figures:
+        figures = write_figures(model, examples, args.out / "figures")
+        print("\n== Figures " + "=" * 59)
+        for name, path in figures.items():
+            print(f"  {name}: {path}")
+
+    example = examples[0] if examples else "IMAGE"
+    print("\n== Try it " + "=" * 60)
+    print(f"  .venv/bin/qpm predict {model_dir} {example}")
+    print(f"  .venv/bin/qpm explain {model_dir} {example} --out explanation.png")
+    print(f"  .venv/bin/qpm explain {model_dir} '{model.label_names[a]}'")
+    print(f"  .venv/bin/qpm compare {model_dir} '{model.label_names[a]}' '{model.label_names[b]}'")
+    print(f"  .venv/bin/python -m training evaluate {model_dir}")
+    return 0
