@@ -172,6 +172,37 @@ class AssignmentSection:
 
 
 @dataclass(frozen=True)
+class QSENNSection:
+    """Q-SENN's sparsification and its rounds (method.md §5); n and k come from `assignment`."""
+
+    rounds: int = 4
+    later_epochs: int = 10  #: fine-tuning epochs of rounds 2.. (round 1 uses `finetune.epochs`)
+    lr_decay: float = 0.9  #: round r ≥ 2 fine-tunes with finetune.lr · lr_decay^(r−2)
+    selection_alpha: float = 0.8  #: elastic-net mix of the group-sparse feature selection
+    layer_alpha: float = 0.99  #: elastic-net mix of the sparse layer
+    path_steps: int = 30
+    epsilon: float = 1e-3  #: the path ends at epsilon · λ_max
+
+    @classmethod
+    def parse(cls, f: FieldReader) -> "QSENNSection":
+        d = cls()
+        out = cls(
+            rounds=_positive(f, "rounds", d.rounds, integer=True),
+            later_epochs=f.int("later_epochs", d.later_epochs, minimum=0),
+            lr_decay=_positive(f, "lr_decay", d.lr_decay),
+            selection_alpha=_positive(f, "selection_alpha", d.selection_alpha),
+            layer_alpha=_positive(f, "layer_alpha", d.layer_alpha),
+            path_steps=_positive(f, "path_steps", d.path_steps, integer=True),
+            epsilon=_positive(f, "epsilon", d.epsilon),
+        )
+        for key in ("selection_alpha", "layer_alpha", "epsilon"):
+            if getattr(out, key) > 1:
+                raise f.error(key, f"must be at most 1, got {getattr(out, key)}")
+        f.reject_unknown()
+        return out
+
+
+@dataclass(frozen=True)
 class RuntimeSection:
     """How to run, not what to compute: changing these never invalidates a finished stage."""
 
@@ -204,7 +235,7 @@ class FitConfig:
     runtime: RuntimeSection = field(default_factory=RuntimeSection)
     model_type: str = "qpm"
     seed: int = 0
-    qsenn: dict = field(default_factory=dict)
+    qsenn: QSENNSection = field(default_factory=QSENNSection)
     publish: dict = field(default_factory=dict)  #: model-card metadata: license, dataset, ...
     source: str = "<dict>"
 
@@ -224,7 +255,7 @@ class FitConfig:
             runtime=RuntimeSection.parse(_section(f, "runtime")),
             model_type=model_type,
             seed=f.int("seed", 0, minimum=0),
-            qsenn=f.dict("qsenn", {}),
+            qsenn=QSENNSection.parse(_section(f, "qsenn")),
             publish=f.dict("publish", {}),
             source=source,
         )
@@ -233,15 +264,10 @@ class FitConfig:
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict | None = None) -> "FitConfig":
-        """Read a YAML or TOML file; `overrides` (dotted keys) replace values before validation."""
+        """Read a YAML or TOML file (following `extends:`); `overrides` (dotted keys) replace
+        values before validation."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise FitConfigError(f"{path}: no such config file") from None
-        except OSError as e:
-            raise FitConfigError(f"{path}: cannot be read ({e})") from None
-        data = parse_config_text(text, path)
+        data = read_config_file(path)
         for dotted, value in (overrides or {}).items():
             set_dotted(data, dotted, value, str(path))
         return cls.from_dict(data, source=str(path), base_dir=path.parent)
@@ -258,8 +284,8 @@ class FitConfig:
             "finetune": self.finetune.to_dict(),
             "runtime": asdict(self.runtime),
         }
-        if self.qsenn:
-            out["qsenn"] = self.qsenn
+        if self.model_type == "qsenn":
+            out["qsenn"] = asdict(self.qsenn)
         if self.publish:
             out["publish"] = self.publish
         return json.loads(json.dumps(out))
@@ -270,6 +296,38 @@ class FitConfig:
         chosen = {name: full.get(name) for name in sections}
         text = json.dumps(chosen, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_config_file(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """A config file's mapping; `extends: OTHER` (relative to the file) is read first and this
+    file's values are merged over it, section by section."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        where = f" (extended by {chain[-1]})" if chain else ""
+        raise FitConfigError(f"{path}: no such config file{where}") from None
+    except OSError as e:
+        raise FitConfigError(f"{path}: cannot be read ({e})") from None
+    data = parse_config_text(text, path)
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise FitConfigError(f"{path}: field 'extends' must be the path of another config file")
+    base_path = (path.parent / base).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise FitConfigError(f"{path}: 'extends' forms a cycle through {base_path}")
+    return deep_merge(read_config_file(base_path, chain + (path.resolve(),)), data)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def parse_config_text(text: str, path: Path) -> dict:

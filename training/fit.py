@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set dense.epochs=2 (repeatable; VALUE is YAML)",
     )
+    parser.add_argument(
+        "--dense-from", type=Path, metavar="RUN",
+        help="reuse the finished dense model of another run with the same data/model/dense settings",
+    )
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no log lines on the console (still in fit.log)")
 
@@ -42,13 +46,13 @@ def summary_rows(summaries: dict[str, dict]) -> list[tuple[str, str]]:
     """The few numbers a person wants to see after a run."""
     rows = []
     dense = summaries.get("dense", {}).get("test_accuracy")
-    final = summaries.get("finetune", {}).get("test_accuracy")
+    final = (summaries.get("finetune") or summaries.get("qsenn") or {}).get("test_accuracy")
     if dense is not None:
         rows.append(("dense accuracy", f"{dense:.4f}"))
     if final is not None:
-        rows.append(("QPM accuracy", f"{final:.4f}"))
+        rows.append(("final accuracy", f"{final:.4f}"))
     if dense and final is not None:
-        rows.append(("QPM / dense", f"{final / dense:.3f}"))
+        rows.append(("final / dense", f"{final / dense:.3f}"))
     solve = summaries.get("assignment", {})
     if solve:
         gap = solve.get("gap")
@@ -67,8 +71,15 @@ def run(args: argparse.Namespace) -> int:
     except (FitConfigError, ValueError) as e:
         print(f"python -m training fit: error: {e}", file=sys.stderr)
         return 2
+    fit_run = FitRun(config, args.out)
+    if args.dense_from is not None:
+        try:
+            fit_run.reuse_dense(args.dense_from)
+        except FitConfigError as e:
+            print(f"python -m training fit: error: {e}", file=sys.stderr)
+            return 2
     setup_logging(args.out / "fit.log", quiet=args.quiet)
-    summaries = FitRun(config, args.out).run()
+    summaries = fit_run.run()
     result = {"run": str(args.out), "checkpoint": str(args.out / "model"), "stages": summaries}
     if args.json:
         print_json(result)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import asdict
+import shutil
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from qpm_zoo import PreprocessConfig
 from qpm_zoo.model import QPM
 
-from .config import FitConfig, ModelSection, TrainSection
+from .config import FitConfig, FitConfigError, ModelSection, TrainSection
 from .dense import DenseClassifier
 from .evaluation import SID_K, ModelEvaluation, concept_feature_names, evaluate_model
 from .logs import progress
@@ -36,6 +37,9 @@ from .stages import Stage, StageRunner, write_json
 from .statistics import AssignmentStatistics, StatisticsAccumulator
 
 log = logging.getLogger("training")
+
+#: what the dense model depends on; a run may reuse another run's dense model only if these agree
+DENSE_SECTIONS = ("seed", "data", "model", "dense")
 
 
 class Transformed(Dataset):
@@ -128,13 +132,45 @@ class FitRun:
 
     # -- stages ----------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
+        dense = Stage("dense", DENSE_SECTIONS, self._dense)
+        evaluate = Stage("evaluate", (), self._evaluate)
+        if self.config.model_type == "qsenn":
+            return [
+                dense,
+                Stage("qsenn", ("model_type", "assignment", "qsenn", "finetune"), self._qsenn, outputs=("model",)),
+                evaluate,
+            ]
         return [
-            Stage("dense", ("seed", "data", "model", "dense"), self._dense),
+            dense,
             Stage("statistics", (), self._statistics),
             Stage("assignment", ("model_type", "assignment"), self._assignment),
             Stage("finetune", ("finetune",), self._finetune, outputs=("model",)),
-            Stage("evaluate", (), self._evaluate),
+            evaluate,
         ]
+
+    def reuse_dense(self, other_run: Path) -> None:
+        """Take the finished dense stage of another run folder trained with the same data, model
+        and dense settings (e.g. to compare QPM and Q-SENN on the same dense model)."""
+        other = StageRunner(Path(other_run), self.runner.fingerprint)
+        stages = self.stages()[:1]
+        record = other.read_record("dense")
+        if record is None:
+            raise FitConfigError(f"{other_run}: has no finished dense stage to reuse")
+        if record.get("key") != self.runner.keys(stages)["dense"]:
+            raise FitConfigError(
+                f"{other_run}: its dense model was trained with other data/model/dense settings "
+                "than this config; it cannot be reused"
+            )
+        mine = self.runner.read_record("dense")
+        if mine is not None and mine.get("key") == record.get("key"):
+            return
+        target = self.runner.work_dir("dense")
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(other.work_dir("dense"), target)
+        self.runner.records_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(other.record_path("dense"), self.runner.record_path("dense"))
+        log.info("dense: reused the dense model of %s", other_run)
 
     def run(self) -> dict[str, dict]:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -298,3 +334,98 @@ class FitRun:
             {"metrics": metrics, **{name: r.to_dict() for name, r in results.items()}},
         )
         return metrics
+
+    # -- Q-SENN ----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _pooled_features(self, backbone: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """All pooled backbone features [N, F] of the training set (test-time transforms)."""
+        backbone.eval()
+        features, labels = [], []
+        for x, y in progress(self.loader("train", False), "features"):
+            features.append(backbone(x.to(self.device)).mean(dim=(2, 3)).float().cpu())
+            labels.append(y)
+        return torch.cat(features), torch.cat(labels)
+
+    def _qsenn(self) -> dict:
+        """method.md §5: select n features once, then per round fit and quantise the sparse layer
+        on the current features and fine-tune with it frozen (μ, σ trainable)."""
+        from .qsenn import quantised_layer, select_features
+
+        q, a = self.config.qsenn, self.config.assignment
+        work = self.runner.work_dir("qsenn")
+        labels_names = self.splits.class_names
+        backbone = self.load_dense().backbone
+        selected: list[int] | None = None
+        rounds = []
+        model = None
+        for r in range(1, q.rounds + 1):
+            folder = work / f"round{r}"
+            if (folder / "done.json").exists():  # finished before an interruption
+                model = QPM.from_pretrained(folder).to(self.device)
+                backbone = model.backbone
+                done = json.loads((folder / "done.json").read_text())
+                selected, rounds = done["selected"], rounds + [done["summary"]]
+                log.info("q-senn round %d: reused", r)
+                continue
+            self._seed(10 + r)
+            X, y = self._pooled_features(backbone)
+            mean, std = X.mean(dim=0), X.std(dim=0, unbiased=False).clamp_min(1e-6)
+            if selected is None:
+                order = select_features(
+                    (X - mean) / std, y, len(labels_names), a.n, alpha=q.selection_alpha,
+                    steps=q.path_steps, epsilon=q.epsilon,
+                )
+                selected = sorted(order)
+            Z = (X[:, selected] - mean[selected]) / std[selected]
+            layer = quantised_layer(
+                Z.double(), y, len(labels_names), a.k, alpha=q.layer_alpha, steps=q.path_steps, epsilon=q.epsilon
+            )
+            model = QPM.from_assignment(
+                backbone,
+                selected_features=selected,
+                weight=layer.weight,
+                bias=layer.bias,
+                mean=mean[selected].numpy(),
+                std=std[selected].numpy(),
+                label_names=labels_names,
+                k=a.k,
+                model_type="qsenn",
+                preprocessing=self.preprocessing,
+                training=self.config.to_dict(),
+            ).to(self.device)
+            model.head.mean.requires_grad_(True)  # Q-SENN trains the normalisation
+            model.head.std.requires_grad_(True)
+            section = self.config.finetune if r == 1 else replace(
+                self.config.finetune, epochs=q.later_epochs, lr=self.config.finetune.lr * q.lr_decay ** (r - 2)
+            )
+            model.head.dropout.p = section.dropout
+            before = evaluate_accuracy(model, self.loader("test", False), self.device, desc=f"q-senn round {r}")
+            trainable = [p for p in model.parameters() if p.requires_grad]
+            history = train_phase(
+                model, lambda: model.head.weight, [{"params": trainable}], section,
+                self.loader("train", True, section), self.loader("test", False), self.device,
+                folder, f"q-senn round {r}", eval_every=max(1, section.epochs),
+            )
+            model.head.dropout.p = 0.0
+            after = history[-1].test_accuracy if history else before
+            summary = {
+                "round": r,
+                "layer_train_accuracy": layer.dense_accuracy,
+                "quantised_test_accuracy": before,
+                "test_accuracy": after,
+                "nonzeros": int(np.count_nonzero(layer.weight)),
+                "magnitude": layer.magnitude,
+            }
+            log.info("q-senn round %d: quantised layer %.4f → fine-tuned %.4f test accuracy", r, before, after)
+            model.eval().save_pretrained(folder)
+            (folder / "resume.pt").unlink(missing_ok=True)
+            write_json(folder / "done.json", {"selected": selected, "summary": summary})
+            backbone = model.backbone
+            rounds.append(summary)
+        assert model is not None
+        dense_summary = (self.runner.read_record("dense") or {}).get("summary", {})
+        accuracy = rounds[-1]["test_accuracy"]
+        model.set_config(model.config.replace(metrics={"dense_accuracy": dense_summary.get("test_accuracy"), "accuracy": accuracy}))
+        model.eval().cpu().save_pretrained(self.out / "model")
+        write_json(work / "rounds.json", rounds)
+        return {"test_accuracy": accuracy, "rounds": rounds}

@@ -1,0 +1,66 @@
+"""Compare trained models side by side (e.g. QPM and Q-SENN on the same dense model): every metric
+recorded in their checkpoints, and whether they share the dense model they started from.
+
+Each argument is a run folder (RUN/model is used) or a checkpoint folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from qpm_zoo._cmdline import format_table, print_json
+from qpm_zoo.config import QPMConfig
+from qpm_zoo.errors import CheckpointError
+
+from .evaluate import metric_labels
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders or checkpoint folders")
+    parser.add_argument("--json", action="store_true", help="print {run: metrics} as JSON")
+
+
+def checkpoint_dir(path: Path) -> Path:
+    return path / "model" if (path / "model" / "config.json").exists() else path
+
+
+def dense_key(path: Path) -> str | None:
+    """The dense stage's key of a run folder (equal keys: the same dense model)."""
+    record = path / "stages" / "dense.json"
+    try:
+        return json.loads(record.read_text()).get("key")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    configs = {}
+    try:
+        for path in args.runs:
+            configs[str(path)] = QPMConfig.load(checkpoint_dir(path) / "config.json")
+    except CheckpointError as e:
+        print(f"python -m training compare: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print_json({name: {"model_type": c.model_type, **c.metrics} for name, c in configs.items()})
+        return 0
+    names = list(configs)
+    merged: dict = {}
+    for c in configs.values():
+        merged.update(c.metrics)
+    rows = [("model type", *(configs[n].model_type for n in names))]
+    for key, label in metric_labels(merged).items():
+        if any(key in configs[n].metrics for n in names):
+            rows.append((label, *(configs[n].metrics.get(key) for n in names)))
+        dense = f"dense_{key}"
+        if key == "accuracy" and any(dense in configs[n].metrics for n in names):
+            rows.append(("Dense accuracy", *(configs[n].metrics.get(dense) for n in names)))
+    print(format_table(["metric", *names], rows))
+    keys = {dense_key(Path(n)) for n in names}
+    if len(names) > 1 and None not in keys:
+        same = len(keys) == 1
+        print(f"\nsame dense model: {'yes' if same else 'no (their dense stages differ)'}")
+    return 0
