@@ -14,7 +14,8 @@ from pathlib import Path
 
 from qpm_zoo._cmdline import format_table
 
-from .config import FitConfig, FitConfigError
+from .config import FitConfigError
+from .fit import add_override_argument
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
@@ -22,10 +23,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="training config (default: configs/demo.yaml)")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, e.g. --set dense.epochs=2",
-    )
+    add_override_argument(parser)
     parser.add_argument("--examples", type=int, default=3, help="test images to predict and explain (default 3)")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures (no matplotlib needed)")
     parser.add_argument("--quiet", action="store_true", help="no log lines on the console (still in fit.log)")
@@ -55,14 +53,13 @@ def run(args: argparse.Namespace) -> int:
     from qpm_zoo.viz import most_similar_pair, write_figures
 
     from .evaluate import metrics_table
-    from .fit import parse_overrides, summary_rows
+    from .fit import load_checked, summary_rows
     from .logs import setup_logging
     from .pipeline import FitRun
 
     try:
-        config = FitConfig.load(args.config, parse_overrides(args.overrides))
-        config.data.validate()
-    except (FitConfigError, ValueError) as e:
+        config = load_checked(args.config, args.overrides)
+    except FitConfigError as e:
         print(f"python -m training demo: error: {e}", file=sys.stderr)
         return 2
     setup_logging(args.out / "fit.log", quiet=args.quiet)

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
             config = replace(config, runtime=replace(config.runtime, device=args.device))
         config.data.validate()
-    except (FitConfigError, ValueError) as e:
+    except ValueError as e:  # FitConfigError and the data section's DataConfigError
         print(f"python -m training evaluate: error: {e}", file=sys.stderr)
         return 2
     setup_logging(None, quiet=args.json)

@@ -20,16 +20,32 @@ from .config import FitConfig, FitConfigError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, help="training config (.yaml or .toml), e.g. configs/demo.yaml")
     parser.add_argument("--out", type=Path, required=True, help="run folder (created; reused to resume)")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, e.g. --set dense.epochs=2 (repeatable; VALUE is YAML)",
-    )
+    add_override_argument(parser)
     parser.add_argument(
         "--dense-from", type=Path, metavar="RUN",
         help="reuse the finished dense model of another run with the same data/model/dense settings",
     )
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no log lines on the console (still in fit.log)")
+
+
+def add_override_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set dense.epochs=2 (repeatable; VALUE is YAML)",
+    )
+
+
+def load_checked(path: Path, overrides: list[str]) -> FitConfig:
+    """The config with its overrides, checked down to the dataset files (FitConfigError if not)."""
+    try:
+        config = FitConfig.load(path, parse_overrides(overrides))
+        config.data.validate()
+    except FitConfigError:
+        raise
+    except ValueError as e:  # the data section's own errors (DataConfigError)
+        raise FitConfigError(str(e)) from None
+    return config
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -66,18 +82,13 @@ def run(args: argparse.Namespace) -> int:
     from .pipeline import FitRun
 
     try:
-        config = FitConfig.load(args.config, parse_overrides(args.overrides))
-        config.data.validate()
-    except (FitConfigError, ValueError) as e:
+        config = load_checked(args.config, args.overrides)
+        fit_run = FitRun(config, args.out)
+        if args.dense_from is not None:
+            fit_run.reuse_dense(args.dense_from)
+    except FitConfigError as e:
         print(f"python -m training fit: error: {e}", file=sys.stderr)
         return 2
-    fit_run = FitRun(config, args.out)
-    if args.dense_from is not None:
-        try:
-            fit_run.reuse_dense(args.dense_from)
-        except FitConfigError as e:
-            print(f"python -m training fit: error: {e}", file=sys.stderr)
-            return 2
     setup_logging(args.out / "fit.log", quiet=args.quiet)
     summaries = fit_run.run()
     result = {"run": str(args.out), "checkpoint": str(args.out / "model"), "stages": summaries}
