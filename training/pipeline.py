@@ -32,6 +32,7 @@ from .dense import DenseClassifier
 from .evaluation import SID_K, ModelEvaluation, concept_feature_names, evaluate_model
 from .logs import progress
 from .loops import evaluate_accuracy, train_phase
+from .normalisation import trainable_normalisation
 from .pretrained import create_backbone
 from .stages import Stage, StageRunner, write_json
 from .statistics import AssignmentStatistics, StatisticsAccumulator
@@ -393,19 +394,18 @@ class FitRun:
                 preprocessing=self.preprocessing,
                 training=self.config.to_dict(),
             ).to(self.device)
-            model.head.mean.requires_grad_(True)  # Q-SENN trains the normalisation
-            model.head.std.requires_grad_(True)
             section = self.config.finetune if r == 1 else replace(
                 self.config.finetune, epochs=q.later_epochs, lr=self.config.finetune.lr * q.lr_decay ** (r - 2)
             )
             model.head.dropout.p = section.dropout
             before = evaluate_accuracy(model, self.loader("test", False), self.device, desc=f"q-senn round {r}")
-            trainable = [p for p in model.parameters() if p.requires_grad]
-            history = train_phase(
-                model, lambda: model.head.weight, [{"params": trainable}], section,
-                self.loader("train", True, section), self.loader("test", False), self.device,
-                folder, f"q-senn round {r}", eval_every=max(1, section.epochs),
-            )
+            with trainable_normalisation(model.head):  # Q-SENN trains μ and σ too
+                trainable = [p for p in model.parameters() if p.requires_grad]
+                history = train_phase(
+                    model, lambda: model.head.weight, [{"params": trainable}], section,
+                    self.loader("train", True, section), self.loader("test", False), self.device,
+                    folder, f"q-senn round {r}", eval_every=max(1, section.epochs),
+                )
             model.head.dropout.p = 0.0
             after = history[-1].test_accuracy if history else before
             summary = {

@@ -1,0 +1,149 @@
+"""End-to-end runs of the pipeline (slow): tiny QPM and Q-SENN fits through every stage, and the
+reduced Fashion-MNIST recipe with the offline pretrained backbone."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from training.cli import main as training_main
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "seed": 0,
+    "data": {
+        "name": "concepts",
+        "concepts": {
+            "num_classes": 5, "concepts_per_class": 3, "pool_size": 8,
+            "image_size": 48, "train_size": 400, "test_size": 150,
+        },
+    },
+    "model": {
+        "backbone": "test_resnet", "reduced_strides": True, "input_size": 48,
+        "crop_pct": 1.0, "mean": [0.5] * 3, "std": [0.5] * 3,
+    },
+    "dense": {"epochs": 2, "batch_size": 32, "lr": 0.05, "classifier_lr": 0.05, "step_size": 2, "augment": "none"},
+    "assignment": {"n": 8, "k": 3, "time_limit": 30},
+    "finetune": {"epochs": 1, "batch_size": 32, "lr": 0.01, "augment": "none"},
+    "qsenn": {"rounds": 2, "later_epochs": 1, "path_steps": 10},
+    "runtime": {"eval_batch_size": 64},
+}
+
+#: each metric's valid range
+RANGES = {
+    "accuracy": (0, 1), "sid_at_3": (1 / 3, 1), "class_independence": (0, 1), "contrastiveness": (0, 1),
+    "correlation": (-1, 1), "concept_auc": (0, 1), "concept_edge_precision": (0, 1),
+    "concept_edge_recall": (0, 1), "concept_edge_f1": (0, 1), "pointing_game": (0, 1),
+}
+
+
+def _fit(tmp_path: Path, name: str, extra: dict, capsys, *args: str) -> tuple[Path, dict]:
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(yaml.safe_dump({**TINY, **extra}))
+    out = tmp_path / name
+    assert training_main(["fit", str(config), "--out", str(out), "--json", "--quiet", *args]) == 0
+    return out, json.loads(capsys.readouterr().out)
+
+
+def _check_checkpoint(model_dir: Path, model_type: str) -> None:
+    from qpm_zoo.model import QPM
+
+    model = QPM.from_pretrained(model_dir)
+    assert model.config.model_type == model_type
+    metrics = model.config.metrics
+    for key, (low, high) in RANGES.items():
+        assert key in metrics, f"{key} missing from {sorted(metrics)}"
+        assert low - 1e-9 <= metrics[key] <= high + 1e-9, (key, metrics[key])
+    assert metrics["dense_accuracy"] > 0.3 and metrics["accuracy"] > 0.25  # chance is 0.2
+    images = sorted((model_dir.parent / "examples").glob("*.png")) or [
+        np.random.default_rng(i).integers(0, 256, (48, 48, 3), dtype=np.uint8) for i in range(3)
+    ]
+    for pred in model.predict(list(images)):
+        e = pred.explanation
+        assert math.isclose(e.logit, e.bias + sum(f.contribution for f in e.features), rel_tol=1e-5, abs_tol=1e-5)
+    assert (model_dir / "metrics.json").exists() and (model_dir / "README.md").exists()
+
+
+def test_qpm_fit_end_to_end_and_resume(tmp_path, capsys):
+    out, summary = _fit(tmp_path, "qpm", {"model_type": "qpm"}, capsys)
+    stages = summary["stages"]
+    assert set(stages) == {"dense", "statistics", "assignment", "finetune", "evaluate"}
+    solve = json.loads((out / "assignment" / "result.json").read_text())
+    assert all(solve["checks"].values())
+    _check_checkpoint(out / "model", "qpm")
+    weight = np.asarray(json.loads((out / "model" / "config.json").read_text())["assignment"]["class_features"])
+    assert weight.shape == (5, 3)
+
+    # a rerun reuses every stage; a changed fine-tuning field reruns fine-tuning and evaluation only
+    before = {p.name: p.stat().st_mtime for p in (out / "stages").iterdir()}
+    _fit(tmp_path, "qpm", {"model_type": "qpm"}, capsys)
+    assert {p.name: p.stat().st_mtime for p in (out / "stages").iterdir()} == before
+    _fit(tmp_path, "qpm", {"model_type": "qpm", "finetune": {**TINY["finetune"], "lr": 0.02}}, capsys)
+    after = {p.name: p.stat().st_mtime for p in (out / "stages").iterdir()}
+    assert [n for n in sorted(after) if after[n] != before[n]] == ["evaluate.json", "finetune.json"]
+
+    # evaluate recomputes the same metrics from the checkpoint's own recipe
+    assert training_main(["evaluate", str(out / "model"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    recorded = json.loads((out / "model" / "config.json").read_text())["metrics"]
+    for key in RANGES:
+        assert again[key] == pytest.approx(recorded[key], rel=1e-6), key
+
+
+def test_qsenn_fit_on_the_same_dense_model_and_onnx(tmp_path, capsys):
+    qpm_out, _ = _fit(tmp_path, "qpm", {"model_type": "qpm"}, capsys)
+    out, summary = _fit(tmp_path, "qsenn", {"model_type": "qsenn"}, capsys, "--dense-from", str(qpm_out))
+    assert set(summary["stages"]) == {"dense", "qsenn", "evaluate"}
+    assert len(summary["stages"]["qsenn"]["rounds"]) == 2
+    _check_checkpoint(out / "model", "qsenn")
+    config = json.loads((out / "model" / "config.json").read_text())
+    weights = {abs(w) for row in config["assignment"]["class_weights"] for w in row}
+    assert len(weights) == 1, "Q-SENN weights are ternary: ±m"
+
+    assert training_main(["compare", str(qpm_out), str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "qsenn" in table and "same dense model: yes" in table
+
+    # the Q-SENN checkpoint exports to ONNX and predicts the same through onnxruntime
+    from export.cli import main as export_main
+    from qpm_zoo.model import QPM
+    from qpm_zoo.onnx_model import QPMOnnx
+
+    assert export_main(["onnx", str(out / "model")]) == 0
+    capsys.readouterr()
+    images = [np.random.default_rng(i).integers(0, 256, (48, 48, 3), dtype=np.uint8) for i in range(4)]
+    torch_preds = QPM.from_pretrained(out / "model").predict(images)
+    onnx_preds = QPMOnnx.from_pretrained(out / "model").predict(images)
+    for a, b in zip(torch_preds, onnx_preds):
+        assert a.label == b.label
+        assert b.explanation.bias == pytest.approx(a.explanation.bias)
+        for fa, fb in zip(a.explanation.features, b.explanation.features):
+            assert fb.contribution == pytest.approx(fa.contribution, rel=1e-4, abs=1e-5)
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+@pytest.mark.skipif(not FASHION.exists(), reason="needs Debian's dataset-fashion-mnist (.ci/run installs it)")
+def test_fashion_mnist_with_offline_pretrained_lite0(tmp_path, capsys):
+    """The real recipe, reduced (configs/fashion-mnist-lite0-ci.yaml): pretrained features make
+    even one epoch on 600 images far better than chance, and the QPM keeps most of it."""
+    out = tmp_path / "fmnist"
+    config = REPO / "configs" / "fashion-mnist-lite0-ci.yaml"
+    assert training_main(["fit", str(config), "--out", str(out), "--json", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)["stages"]
+    dense, final = summary["dense"]["test_accuracy"], summary["finetune"]["test_accuracy"]
+    assert dense > 0.6 and final > 0.6, (dense, final)
+    from qpm_zoo.model import QPM
+
+    model = QPM.from_pretrained(out / "model")
+    assert model.config.backbone.name == "tf_efficientnet_lite0"
+    assert model.config.n_features == 20 and model.config.k == 5
