@@ -22,8 +22,6 @@ from ._fields import FieldReader, kind
 from .errors import ConfigError
 from .version import __version__
 
-_Fields = FieldReader  # the name this reader had before it moved to qpm_zoo._fields
-
 #: Version of the checkpoint format. Bump it when a reader of the old format would misread a
 #: new checkpoint; readers refuse configs from a newer format instead of guessing.
 FORMAT_VERSION = 1

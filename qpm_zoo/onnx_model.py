@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import CONFIG_NAME, QPMConfig, _Fields
+from ._fields import FieldReader
+from .config import CONFIG_NAME, QPMConfig
 from .errors import CheckpointError, InputError, MissingDependencyError
 from .explain import ForwardArrays, InterpretableModel
 
@@ -96,7 +97,7 @@ class OnnxRecord:
                 f"{source}: has no 'onnx' entry, so this checkpoint has no ONNX export; "
                 "create one with: python -m export onnx MODEL_DIR"
             )
-        f = _Fields(config.onnx, source, "onnx")
+        f = FieldReader(config.onnx, source, "onnx")
         name = f.str("file")
         parts = PurePosixPath(name).parts
         if not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name:
