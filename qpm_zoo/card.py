@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 import string
 from dataclasses import asdict, dataclass
@@ -49,13 +50,18 @@ class MetricInfo:
     meaning: str
 
 
-#: The metrics the evaluation writes (names as in the papers, method.md §6). Other keys are
-#: shown too, under a name made from the key.
+#: The metrics the evaluation writes (names as in the papers, method.md §6), in display order.
+#: `dense_<key>` is the same metric of the dense model; `sid_at_<k>` is SID at any k. Other
+#: keys are shown too, under a name made from the key.
 METRICS: dict[str, MetricInfo] = {
     "accuracy": MetricInfo("Top-1 accuracy", "accuracy", True, "of this interpretable model"),
     "dense_accuracy": MetricInfo(
         "Dense accuracy", "dense_accuracy", True, "of the dense model before the assignment"
     ),
+    "nf_features": MetricInfo(
+        "NFfeatures", "nf_features", None, "number of features the classes use"
+    ),
+    "per_class": MetricInfo("PerClass", "per_class", None, "mean number of features per class"),
     "sid_at_5": MetricInfo(
         "SID@5", "sid_at_5", True, "diversity: do a class's features look at different places"
     ),
@@ -74,10 +80,25 @@ METRICS: dict[str, MetricInfo] = {
         True,
         "class similarity through shared features vs. ground-truth attributes",
     ),
-    "nf_features": MetricInfo(
-        "NFfeatures", "nf_features", None, "number of features the classes use"
+    "concept_auc": MetricInfo(
+        "Concept AUC", "concept_auc", True,
+        "known-concept data: how well each feature detects the concept it is matched to (ROC-AUC)",
     ),
-    "per_class": MetricInfo("PerClass", "per_class", None, "mean number of features per class"),
+    "concept_edge_precision": MetricInfo(
+        "Concept edge precision", "concept_edge_precision", True,
+        "known-concept data: share of the learned class-feature edges that are true class-concept edges",
+    ),
+    "concept_edge_recall": MetricInfo(
+        "Concept edge recall", "concept_edge_recall", True,
+        "known-concept data: share of the true class-concept edges the assignment recovers",
+    ),
+    "concept_edge_f1": MetricInfo(
+        "Concept edge F1", "concept_edge_f1", True, "known-concept data: F1 of the two above"
+    ),
+    "pointing_game": MetricInfo(
+        "Pointing game", "pointing_game", True,
+        "known-concept data: share of images where a feature's map peaks inside its concept's box",
+    ),
 }
 
 #: Display names of the dataset keys the training pipeline uses (`training.data.name`).
@@ -125,7 +146,25 @@ class RecipeMetadata:
 
 
 def metric_info(key: str) -> MetricInfo:
-    return METRICS.get(key) or MetricInfo(key.replace("_", " ").capitalize(), key, None, "")
+    """How to show a metric key (see METRICS; handles `dense_` and `sid_at_<k>`)."""
+    if key in METRICS:
+        return METRICS[key]
+    sid = re.fullmatch(r"sid_at_(\d+)", key)
+    if sid:
+        base = METRICS["sid_at_5"]
+        return MetricInfo(f"SID@{sid.group(1)}", key, base.higher_is_better, base.meaning)
+    if key.startswith("dense_"):
+        base = metric_info(key.removeprefix("dense_"))
+        return MetricInfo(f"{base.name} (dense)", key, base.higher_is_better, f"{base.meaning}, dense model")
+    return MetricInfo(key.replace("_", " ").capitalize(), key, None, "")
+
+
+def metric_rank(key: str) -> int:
+    """Display position of a metric (unknown keys last; SID at any k where SID@5 stands)."""
+    base = key.removeprefix("dense_")
+    base = "sid_at_5" if re.fullmatch(r"sid_at_\d+", base) else base
+    order = list(METRICS)
+    return order.index(base) if base in order else len(order)
 
 
 def _number(value: Any) -> float | int | None:

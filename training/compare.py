@@ -55,9 +55,8 @@ def run(args: argparse.Namespace) -> int:
     for key, label in metric_labels(merged).items():
         if any(key in configs[n].metrics for n in names):
             rows.append((label, *(configs[n].metrics.get(key) for n in names)))
-        dense = f"dense_{key}"
-        if key == "accuracy" and any(dense in configs[n].metrics for n in names):
-            rows.append(("Dense accuracy", *(configs[n].metrics.get(dense) for n in names)))
+        if key == "accuracy" and any("dense_accuracy" in configs[n].metrics for n in names):
+            rows.append(("Dense accuracy", *(configs[n].metrics.get("dense_accuracy") for n in names)))
     print(format_table(["metric", *names], rows))
     keys = {dense_key(Path(n)) for n in names}
     if len(names) > 1 and None not in keys:

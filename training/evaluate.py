@@ -16,23 +16,6 @@ from qpm_zoo.errors import QPMError
 
 from .config import FitConfig, FitConfigError
 
-#: metric key → (label, valid range) for the table and the range check in tests
-METRIC_LABELS = {
-    "accuracy": "Accuracy",
-    "nf_features": "NFfeatures",
-    "per_class": "PerClass",
-    "class_independence": "Class-Independence",
-    "contrastiveness": "Contrastiveness",
-    "correlation": "Correlation",
-    "structural_grounding": "Structural Grounding",
-    "concept_auc": "Concept AUC (matched)",
-    "concept_edge_precision": "Concept edge precision",
-    "concept_edge_recall": "Concept edge recall",
-    "concept_edge_f1": "Concept edge F1",
-    "pointing_game": "Pointing game",
-}
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="checkpoint folder (e.g. runs/demo/model)")
     parser.add_argument("--data", type=Path, metavar="CONFIG", help="training config whose data section to use")
@@ -42,14 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def metric_labels(metrics: dict) -> dict[str, str]:
-    """Table labels in display order; SID@k appears under whichever k was measured."""
-    sid = sorted({k.removeprefix("dense_") for k in metrics if k.removeprefix("dense_").startswith("sid_at_")})
-    labels = {}
-    for key, label in METRIC_LABELS.items():
-        labels[key] = label
-        if key == "per_class":
-            labels.update({s: f"SID@{s.removeprefix('sid_at_')}" for s in sid})
-    return labels
+    """Table labels of the metrics present (dense_ ones fold into their base row), in order."""
+    from qpm_zoo.card import metric_info, metric_rank
+
+    keys = sorted({k.removeprefix("dense_") for k in metrics}, key=lambda k: (metric_rank(k), k))
+    return {k: metric_info(k).name for k in keys}
 
 
 def metrics_table(metrics: dict) -> str:
@@ -59,7 +39,7 @@ def metrics_table(metrics: dict) -> str:
         if final is None and dense is None:
             continue
         rows.append((label, final, dense))
-    return format_table(["metric", "QPM", "dense"], rows)
+    return format_table(["metric", "model", "dense"], rows)
 
 
 def load_recipe(model_dir: Path, data_config: Path | None) -> FitConfig:
