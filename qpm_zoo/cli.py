@@ -11,9 +11,10 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import InputError, QPMError
+from .text import format_class, format_comparison, format_prediction
 from .version import __version__
 
 
@@ -116,70 +117,13 @@ def _load_explainer(args: argparse.Namespace) -> Any:
     return GlobalExplainer.from_pretrained(args.model, revision=args.revision)
 
 
-def _shared(names: Sequence[str], limit: int = 4) -> str:
-    if not names:
-        return "used by no other class"
-    shown = ", ".join(names[:limit])
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return f"shared with {shown}{more}"
-
-
-def _print_prediction(pred: Any) -> None:
-    e = pred.explanation
-    print(f"{pred.input}: {pred.label}  (p={pred.probability:.3f}, logit {pred.logit:.3f})")
-    print("  top: " + " | ".join(f"{s.label} {s.probability:.3f}" for s in pred.top_k))
-    bias = f" {e.bias:+.3f} (bias)" if e.bias else ""
-    print(f"  logit {e.logit:.3f} ={bias} sum of {len(e.features)} feature contributions:")
-    for f in e.features:
-        weight = "" if f.weight == 1.0 else f" × weight {f.weight:+.3f}"
-        print(
-            f"    {f.contribution:+8.3f}  {f.name} (activation {f.activation:+.3f}{weight}); "
-            f"{_shared(f.shared_with)}"
-        )
-
-
-def _print_class(expl: Any) -> None:
-    bias = f", bias {expl.bias:+.3f}" if expl.bias else ""
-    print(f"{expl.label} (class {expl.class_index}) uses {len(expl.features)} features{bias}:")
-    for f in expl.features:
-        weight = "" if f.weight == 1.0 else f" weight {f.weight:+.3f},"
-        desc = f" - {f.description}" if f.description else ""
-        print(f"  {f.name} [channel {f.channel}]{desc}:{weight} {_shared(f.shared_with)}")
-
-
-def _print_comparison(cmp: Any) -> None:
-    a, b = cmp.class_a.label, cmp.class_b.label
-    print(f"{a} vs {b}")
-
-    def line(title: str, items: Sequence[Any], weights: str) -> None:
-        if not items:
-            print(f"  {title}: none")
-            return
-        parts = []
-        for f in items:
-            if weights == "both" and (f.weight_a != 1.0 or f.weight_b != 1.0):
-                parts.append(f"{f.name} ({f.weight_a:+.2f} / {f.weight_b:+.2f})")
-            elif weights == "a" and f.weight_a != 1.0:
-                parts.append(f"{f.name} ({f.weight_a:+.2f})")
-            elif weights == "b" and f.weight_b != 1.0:
-                parts.append(f"{f.name} ({f.weight_b:+.2f})")
-            else:
-                parts.append(f.name)
-        print(f"  {title}: " + ", ".join(parts))
-
-    line("shared", cmp.shared, "both")
-    line(f"only {a}", cmp.only_a, "a")
-    line(f"only {b}", cmp.only_b, "b")
-
-
-def _emit(results: Any, as_json: bool, printer: Any) -> None:
+def _emit(results: Any, as_json: bool, formatter: Callable[[Any], str]) -> None:
     if as_json:
         data = [r.to_dict() for r in results] if isinstance(results, list) else results.to_dict()
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    for r in results if isinstance(results, list) else [results]:
-        printer(r)
+    print("\n\n".join(formatter(r) for r in (results if isinstance(results, list) else [results])))
 
 
 def _check_backend_options(args: argparse.Namespace) -> None:
@@ -235,10 +179,10 @@ def _explain(args: argparse.Namespace) -> None:
             if args.target == class_name and _looks_like_image_path(class_name):
                 raise QPMError(f"{class_name}: no such image file, and no class of that name") from None
             raise
-        _emit(result, args.json, _print_class)
+        _emit(result, args.json, format_class)
         return
     if not args.out:
-        _emit(_load_predictor(args).predict(image), args.json, _print_prediction)
+        _emit(_load_predictor(args).predict(image), args.json, format_prediction)
         return
     from .viz import check_figure_path, explain_images, explanation_figure, save_figure
 
@@ -246,7 +190,7 @@ def _explain(args: argparse.Namespace) -> None:
     model = _load_predictor(args)
     item = explain_images(model, image)[0]
     path = save_figure(explanation_figure(model, item), args.out)
-    _emit(item.prediction, args.json, _print_prediction)
+    _emit(item.prediction, args.json, format_prediction)
     _note_figure(path, args.json)
 
 
@@ -254,7 +198,7 @@ def _compare(args: argparse.Namespace) -> None:
     _check_backend_options(args)
     comparison = _load_explainer(args).compare(args.class_a, args.class_b)
     if args.out is None and args.images is None:
-        _emit(comparison, args.json, _print_comparison)
+        _emit(comparison, args.json, format_comparison)
         return
     if args.out is None:
         raise QPMError("--images gives the example images of the figure: add --out FILE.png")
@@ -277,7 +221,7 @@ def _compare(args: argparse.Namespace) -> None:
         print(f"classifying {len(files)} images to pick the examples ...", file=sys.stderr)
     examples = pick_class_examples(model, files, pair)
     path = save_figure(comparison_figure(model, *pair, examples), args.out)
-    _emit(comparison, args.json, _print_comparison)
+    _emit(comparison, args.json, format_comparison)
     if not args.json:
         for label, example in zip((comparison.class_a.label, comparison.class_b.label), examples):
             print(f"  example of {label}: {example.name} (p={example.prediction.probability:.3f})")
@@ -303,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_backend_options(args)
             model = _load_predictor(args)
             preds = model.predict(list(args.images), top_k=args.top_k)
-            _emit(preds if len(preds) > 1 else preds[0], args.json, _print_prediction)
+            _emit(preds if len(preds) > 1 else preds[0], args.json, format_prediction)
         elif args.command == "explain":
             _explain(args)
         elif args.command == "compare":

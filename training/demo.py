@@ -48,7 +48,7 @@ def save_examples(splits, out: Path, count: int | None = None) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qpm_zoo.cli import _print_comparison, _print_prediction
+    from qpm_zoo.text import format_comparison, format_prediction
     from qpm_zoo.model import QPM
     from qpm_zoo.viz import most_similar_pair, write_figures
 
@@ -77,12 +77,11 @@ def run(args: argparse.Namespace) -> int:
     shown = examples[: args.examples]
     print(f"\n== {len(shown)} test images, each prediction with its exact explanation " + "=" * 10)
     for prediction in model.predict(shown):
-        _print_prediction(prediction)
-        print()
+        print(format_prediction(prediction) + "\n")
 
     a, b = most_similar_pair(model)
     print("== The two most similar classes, feature by feature " + "=" * 18)
-    _print_comparison(model.compare(a, b))
+    print(format_comparison(model.compare(a, b)))
 
     if not args.no_figures:
         figures = write_figures(model, examples, args.out / "figures")

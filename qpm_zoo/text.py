@@ -1,0 +1,73 @@
+"""Plain-text renderings of predictions, class explanations and comparisons (for people; programs
+use the results' `to_dict()`). Used by the `qpm` command and the training demo."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .explain import ClassComparison, ClassExplanation, Prediction
+
+
+def _shared(names: Sequence[str], limit: int = 4) -> str:
+    if not names:
+        return "used by no other class"
+    shown = ", ".join(names[:limit])
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"shared with {shown}{more}"
+
+
+def format_prediction(pred: Prediction) -> str:
+    """A prediction and its exact explanation, for people."""
+    lines: list[str] = []
+    e = pred.explanation
+    lines.append(f"{pred.input}: {pred.label}  (p={pred.probability:.3f}, logit {pred.logit:.3f})")
+    lines.append("  top: " + " | ".join(f"{s.label} {s.probability:.3f}" for s in pred.top_k))
+    bias = f" {e.bias:+.3f} (bias)" if e.bias else ""
+    lines.append(f"  logit {e.logit:.3f} ={bias} sum of {len(e.features)} feature contributions:")
+    for f in e.features:
+        weight = "" if f.weight == 1.0 else f" × weight {f.weight:+.3f}"
+        lines.append(
+            f"    {f.contribution:+8.3f}  {f.name} (activation {f.activation:+.3f}{weight}); "
+            f"{_shared(f.shared_with)}"
+        )
+    return "\n".join(lines)
+
+
+def format_class(expl: ClassExplanation) -> str:
+    """A class's features and who shares them, for people."""
+    lines: list[str] = []
+    bias = f", bias {expl.bias:+.3f}" if expl.bias else ""
+    lines.append(f"{expl.label} (class {expl.class_index}) uses {len(expl.features)} features{bias}:")
+    for f in expl.features:
+        weight = "" if f.weight == 1.0 else f" weight {f.weight:+.3f},"
+        desc = f" - {f.description}" if f.description else ""
+        lines.append(f"  {f.name} [channel {f.channel}]{desc}:{weight} {_shared(f.shared_with)}")
+    return "\n".join(lines)
+
+
+def format_comparison(cmp: ClassComparison) -> str:
+    """Two classes feature by feature, for people."""
+    lines: list[str] = []
+    a, b = cmp.class_a.label, cmp.class_b.label
+    lines.append(f"{a} vs {b}")
+
+    def line(title: str, items: Sequence[Any], weights: str) -> None:
+        if not items:
+            lines.append(f"  {title}: none")
+            return
+        parts = []
+        for f in items:
+            if weights == "both" and (f.weight_a != 1.0 or f.weight_b != 1.0):
+                parts.append(f"{f.name} ({f.weight_a:+.2f} / {f.weight_b:+.2f})")
+            elif weights == "a" and f.weight_a != 1.0:
+                parts.append(f"{f.name} ({f.weight_a:+.2f})")
+            elif weights == "b" and f.weight_b != 1.0:
+                parts.append(f"{f.name} ({f.weight_b:+.2f})")
+            else:
+                parts.append(f.name)
+        lines.append(f"  {title}: " + ", ".join(parts))
+
+    line("shared", cmp.shared, "both")
+    line(f"only {a}", cmp.only_a, "a")
+    line(f"only {b}", cmp.only_b, "b")
+    return "\n".join(lines)
