@@ -111,4 +111,5 @@ def test_cli_summary_sheet_and_errors(tmp_path, capsys):
     assert f"error: {tmp_path / 'missing'}: does not exist" in capsys.readouterr().err
     config.write_text("data: [unclosed\n")
     assert main(["--config", str(config)]) == 2
-    assert f"error: {config}: cannot be parsed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"error: {config}: not valid YAML at line 2, column 1" in err and err.count("\n") == 1

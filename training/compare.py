@@ -1,5 +1,6 @@
-"""Compare trained models side by side (e.g. QPM and Q-SENN on the same dense model): every metric
-recorded in their checkpoints, and whether they share the dense model they started from.
+"""Compare trained models side by side, e.g. QPM and Q-SENN on the same dense model.
+
+Prints every metric recorded in their checkpoints, and whether they started from one dense model.
 
 Each argument is a run folder (RUN/model is used) or a checkpoint folder.
 """

@@ -341,8 +341,12 @@ def parse_config_text(text: str, path: Path) -> dict:
 
         try:
             data = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise FitConfigError(f"{path}: not valid YAML{where}: {e.problem or e.context}") from None
         except yaml.YAMLError as e:
-            raise FitConfigError(f"{path}: not valid YAML ({e})") from None
+            raise FitConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
         if not isinstance(data, dict):
             raise FitConfigError(f"{path}: the top level must be a mapping")
         return data

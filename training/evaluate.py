@@ -1,4 +1,4 @@
-"""Compute every metric of a checkpoint (and of its run's dense model), and record them in it.
+"""Compute every metric of a checkpoint and of its run's dense model, and record them in it.
 
 Writes MODEL_DIR/metrics.json and the `metrics` of MODEL_DIR/config.json. The data comes from
 the checkpoint's own training recipe unless --data names a training config.

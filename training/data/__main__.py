@@ -1,13 +1,12 @@
 """Look at a training dataset: a summary table, a contact sheet PNG, or the splits written to disk.
 
-python -m training.data --dataset concepts --sheet concepts.png
-python -m training.data --config train.yaml --export runs/data/concepts --json
+python -m training data --dataset concepts --sheet concepts.png
+python -m training data --config configs/demo.yaml --export runs/data/concepts --json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,29 +18,10 @@ from .config import DATASETS, DataConfig, DataConfigError
 from .preview import contact_sheet, export_splits
 
 
-def read_data_section(path: Path) -> tuple[dict, str]:
-    """The `data:` mapping of a YAML/JSON config file (or the whole file when it has none)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise DataConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
-    import yaml
-
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as e:
-        raise DataConfigError(f"{path}: cannot be parsed ({e})") from None
-    if isinstance(data, dict) and "data" in data:
-        return data["data"], str(path)
-    return data, str(path)
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    doc = (__doc__ or "").strip().splitlines()
-    parser = argparse.ArgumentParser(prog="python -m training.data", description=doc[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("which data")
     source.add_argument(
-        "--config", type=Path, help="YAML or JSON config; its 'data:' section is used"
+        "--config", type=Path, help="training config (.yaml/.toml); its 'data:' section is used"
     )
     source.add_argument(
         "--dataset",
@@ -60,21 +40,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     out.add_argument("--export", type=Path, help="write both splits as an ImageFolder tree here")
     out.add_argument("--overwrite", action="store_true", help="replace an existing --export folder")
     out.add_argument("--json", action="store_true", help="print the summary as JSON")
-    return parser.parse_args(argv)
 
 
 def load_config(args: argparse.Namespace) -> DataConfig:
     if args.config is not None:
-        data, source = read_data_section(args.config)
-        return DataConfig.from_dict(data, source, base_dir=args.config.parent)
+        from ..config import FitConfigError, read_config_file
+
+        try:
+            data = read_config_file(args.config)
+        except FitConfigError as e:
+            raise DataConfigError(str(e)) from None
+        return DataConfig.from_dict(data.get("data"), str(args.config), base_dir=args.config.parent)
     data = {"name": args.dataset, "seed": args.seed}
     if args.root is not None:
         data["root"] = args.root
     return DataConfig.from_dict(data, "command line")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args)
         splits = build_datasets(cfg)
@@ -121,6 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if key in summary:
             print(f"wrote {summary[key]}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training data", description=(__doc__ or "").splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
