@@ -7,6 +7,7 @@ import shlex
 import string
 import subprocess
 import sys
+import textwrap
 import zipfile
 from dataclasses import fields
 from pathlib import Path
@@ -273,7 +274,7 @@ def test_wheel_ships_the_template_and_renders_cards(tmp_path, qpm_dir):
         print(render_model_card(QPMConfig.load({str(qpm_dir / "config.json")!r}), "org/x")[:3])
     """
     result = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", textwrap.dedent(code)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
