@@ -1,0 +1,262 @@
+"""`solve_assignment`: the QPM assignment of method.md §3, every constraint verified on the result.
+
+The solve has three parts, all under one time limit:
+
+1. τ and the penalised pairs (`threshold.redundancy_threshold`), which define the objective;
+2. the incumbent: greedy construction plus a tabu swap search over the selection, each
+   selection valued with its best distinct class sets (`heuristic`, `oracle`);
+3. the proof: the exact SCIP model over the selection (`exact.ExactModel`), warm-started with
+   that incumbent. It may still improve the incumbent, and its dual bound (or, if it is weaker,
+   the certified LP bound without redundancy, `relaxation`) is the reported upper bound.
+
+The returned objective is always recomputed from the returned arrays with
+`AssignmentProblem.terms`, never taken from a solver.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from training.solver.exact import ExactModel, ModelSize
+from training.solver.heuristic import greedy_selection, tabu_search
+from training.solver.oracle import Assignment, SelectionOracle
+from training.solver.problem import AssignmentProblem, ObjectiveTerms
+from training.solver.relaxation import no_redundancy_bound
+from training.solver.threshold import ThresholdResult
+
+logger = logging.getLogger(__name__)
+
+#: statuses of a result: the gap target was proven, the time ran out, or the user stopped it
+STATUSES = ("optimal", "time_limit", "interrupted")
+
+
+class NoFeasibleAssignment(RuntimeError):
+    """The time limit ended before any assignment satisfying method.md §3 was found."""
+
+
+@dataclass(frozen=True)
+class AssignmentResult:
+    """A feasible assignment, its objective, what is proven about it, and its checks."""
+
+    selected: np.ndarray  #: [n] sorted feature indices (s_f = 1)
+    weight: np.ndarray  #: [C, n] binary W over the selected features, k ones per row
+    objective: float  #: Z_A + Z_B − Z_R of (selected, weight), recomputed
+    objective_terms: ObjectiveTerms
+    bound: float | None  #: proven upper bound on the objective (None: none proven)
+    gap: float | None  #: (bound − objective) / |objective|; 0 when proven optimal
+    status: str  #: one of STATUSES
+    wall_s: float
+    time_to_best_s: float
+    incumbent_source: str  #: "heuristic" or "exact" (the SCIP model found it)
+    threshold: ThresholdResult
+    checks: dict[str, bool]
+    details: dict = field(default_factory=dict)  #: solver statistics (nodes, cuts, timings)
+
+    @property
+    def tau(self) -> float:
+        return self.threshold.tau
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the assignment, its numbers and its checks."""
+        return {
+            "selected": [int(f) for f in self.selected],
+            "weight": np.asarray(self.weight, dtype=int).tolist(),
+            "objective": self.objective,
+            "objective_terms": {
+                "z_a": self.objective_terms.z_a,
+                "z_b": self.objective_terms.z_b,
+                "z_r": self.objective_terms.z_r,
+            },
+            "bound": self.bound,
+            "gap": self.gap,
+            "status": self.status,
+            "wall_s": round(self.wall_s, 3),
+            "time_to_best_s": round(self.time_to_best_s, 3),
+            "incumbent_source": self.incumbent_source,
+            "threshold": self.threshold.to_dict(),
+            "checks": dict(self.checks),
+            "details": self.details,
+        }
+
+
+def relative_gap(objective: float, bound: float | None) -> float | None:
+    """(bound − objective) / |objective| (SCIP's convention for a maximisation), ≥ 0."""
+    if bound is None:
+        return None
+    return max(0.0, bound - objective) / max(abs(objective), 1e-9)
+
+
+def solve_assignment(
+    A,
+    R,
+    b,
+    n: int,
+    k: int,
+    *,
+    time_limit: float,
+    mip_gap: float = 1e-4,
+    seed: int = 0,
+    warm_start=None,
+    model_size: ModelSize | None = None,
+    heuristic_share: float = 0.15,
+) -> AssignmentResult:
+    """Select `n` of the F features of A [F, C] and give every class `k` distinct ones.
+
+    `R` is the [F, F] redundancy (strict upper triangle or symmetric) and `b` [F] the locality
+    prior, as `training.statistics` computes them. The search stops after about `time_limit`
+    seconds or once the relative gap is at most `mip_gap`; at the limit the best assignment
+    found is returned with its gap. `warm_start` (feature indices) seeds the local search.
+
+    Raises ValueError for inconsistent inputs (before any solving) and NoFeasibleAssignment only
+    if nothing feasible was found in time.
+    """
+    begin = time.monotonic()
+    if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
+        raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+    if not (isinstance(mip_gap, (int, float)) and math.isfinite(mip_gap) and mip_gap >= 0):
+        raise ValueError(f"mip_gap must be a non-negative number, got {mip_gap!r}")
+    problem = AssignmentProblem.build(
+        A, R, b, n, k, tau_time_limit=max(1.0, min(60.0, 0.1 * time_limit)), seed=seed
+    )
+    start = _warm_start(warm_start, problem)
+    oracle = SelectionOracle(problem)
+    details: dict = {"tau_s": round(problem.threshold.wall_s, 3)}
+    interrupted = False
+
+    # 2. incumbent
+    search_started = time.monotonic()
+    try:
+        greedy = greedy_selection(problem, start)
+        search = tabu_search(
+            problem,
+            greedy,
+            seed=seed,
+            time_limit=max(0.5, heuristic_share * _remaining(begin, time_limit)),
+        )
+        incumbent = oracle(search.selected)
+        time_to_best = search_started - begin + search.time_to_best_s
+        details["heuristic_iterations"] = search.iterations
+    except KeyboardInterrupt:
+        interrupted = True
+        incumbent, time_to_best = oracle(greedy_selection(problem, start)), time.monotonic() - begin
+    details["heuristic_s"] = round(time.monotonic() - search_started, 3)
+    source = "heuristic"
+    logger.info(
+        "assignment: heuristic objective %.4f after %.1f s",
+        incumbent.value,
+        time.monotonic() - begin,
+    )
+
+    # 3. proof (and perhaps a better incumbent)
+    bounds: list[float] = []
+    status = "interrupted" if interrupted else "time_limit"
+    remaining = _remaining(begin, time_limit)
+    if not interrupted and remaining > 0:
+        exact = ExactModel(problem, model_size or ModelSize(), oracle=oracle)
+        exact.add_start(incumbent)
+        exact_started = time.monotonic()
+
+        def report(primal: float, dual: float) -> None:
+            logger.info(
+                "assignment: %.0f s incumbent %.4f bound %.4f",
+                time.monotonic() - begin,
+                primal,
+                dual,
+            )
+
+        outcome = exact.solve(
+            time_limit=_remaining(begin, time_limit), mip_gap=mip_gap, seed=seed, progress=report
+        )
+        details.update(
+            exact_s=round(time.monotonic() - exact_started, 3),
+            nodes=outcome.nodes,
+            cuts=outcome.num_cuts,
+            scip_status=outcome.status,
+        )
+        if outcome.best is not None and outcome.best.value > incumbent.value + 1e-9:
+            incumbent, source = outcome.best, "exact"
+            time_to_best = exact_started - begin + (outcome.time_to_best_s or 0.0)
+        if outcome.status == "userinterrupt":
+            status = "interrupted"
+        if math.isfinite(outcome.dual_bound) and outcome.status != "infeasible":
+            bounds.append(outcome.dual_bound)
+            if outcome.status in ("optimal", "gaplimit"):
+                status = "optimal"
+    if status != "optimal" and not interrupted:
+        # the LP bound without Z_R is certified independently of SCIP and sometimes tighter early
+        bounds.append(no_redundancy_bound(problem))
+    bound = min(bounds) if bounds else None
+    if bound is not None and bound < incumbent.value:
+        bound = (
+            incumbent.value
+        )  # a bound below a feasible value is rounding: the incumbent is optimal
+    gap = relative_gap(incumbent.value, bound)
+    if status == "time_limit" and gap is not None and gap <= mip_gap:
+        status = "optimal"
+    return _result(problem, incumbent, bound, gap, status, begin, time_to_best, source, details)
+
+
+def _remaining(begin: float, time_limit: float) -> float:
+    return time_limit - (time.monotonic() - begin)
+
+
+def _warm_start(warm_start, problem: AssignmentProblem) -> np.ndarray | None:
+    if warm_start is None:
+        return None
+    start = np.asarray(warm_start)
+    F = problem.num_features
+    if start.ndim != 1 or not np.issubdtype(start.dtype, np.integer):
+        raise ValueError(
+            f"warm_start must be a 1-D array of feature indices, got shape {start.shape} "
+            f"and dtype {start.dtype}"
+        )
+    if start.size and (start.min() < 0 or start.max() >= F):
+        raise ValueError(f"warm_start has feature indices outside 0..{F - 1}")
+    if len(np.unique(start)) != len(start) or len(start) > problem.n:
+        raise ValueError(
+            f"warm_start must hold at most n={problem.n} distinct feature indices, got {len(start)}"
+        )
+    return start
+
+
+def _result(
+    problem: AssignmentProblem,
+    incumbent: Assignment,
+    bound,
+    gap,
+    status,
+    begin,
+    time_to_best,
+    source,
+    details,
+) -> AssignmentResult:
+    selected = np.asarray(incumbent.selected, dtype=np.int64)
+    order = np.argsort(selected)
+    selected, weight = selected[order], np.asarray(incumbent.weight, dtype=np.int8)[:, order]
+    terms = problem.terms(selected, weight)
+    checks = problem.checks(selected, weight)
+    if not all(checks.values()):
+        failed = [name for name, ok in checks.items() if not ok]
+        raise NoFeasibleAssignment(
+            f"no feasible assignment was found: the best one violates {failed}"
+        )
+    return AssignmentResult(
+        selected=selected,
+        weight=weight,
+        objective=terms.total,
+        objective_terms=terms,
+        bound=bound,
+        gap=gap,
+        status=status,
+        wall_s=time.monotonic() - begin,
+        time_to_best_s=float(time_to_best),
+        incumbent_source=source,
+        threshold=problem.threshold,
+        checks=checks,
+        details=details,
+    )
