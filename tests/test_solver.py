@@ -8,6 +8,7 @@ sets as a full assignment problem over all k-subsets.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -234,3 +235,47 @@ def test_time_limit_returns_the_best_assignment_with_its_gap(paper_like_instance
     assert 0 < result.gap == pytest.approx((result.bound - result.objective) / result.objective)
     assert result.wall_s < 6 + 10  # the limit plus building the model and τ
     assert result.incumbent_source in ("heuristic", "exact")
+
+
+# --- the benchmark command -------------------------------------------------------------------
+
+
+def test_solver_bench_json_prints_one_checked_run_per_solver(capsys):
+    from training.cli import main
+
+    code = main(["solver-bench", "--shape", "64x10", "--n", "16", "--k", "5", "--time-limit", "20",
+                 "--baseline", "--json"])  # fmt: skip
+    assert code == 0
+    runs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["solver"] for r in runs] == ["qpm-zoo", "plain SCIP"]
+    for r in runs:
+        assert {"objective", "bound", "gap", "wall_s", "checks"} <= set(r)
+        assert r["checks"] and all(r["checks"].values())
+        assert r["shape"] == "64x10" and r["status"] == "optimal"
+    # both solved the same instance to optimality: the same objective
+    assert runs[0]["objective"] == pytest.approx(runs[1]["objective"], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--shape", "64by10", "--n", "16", "--k", "5", "--time-limit", "5"],
+            "--shape must look like",
+        ),
+        (
+            ["--shape", "64x10", "--n", "3", "--k", "5", "--time-limit", "5"],
+            "k (features per class)",
+        ),
+        (
+            ["--shape", "64x10", "--n", "16", "--k", "5", "--time-limit", "0"],
+            "--time-limit must be",
+        ),
+    ],
+)
+def test_solver_bench_bad_arguments_are_one_line_errors(argv, message, capsys):
+    from training.cli import main
+
+    assert main(["solver-bench", *argv, "--json"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -162,11 +162,13 @@ def solve_assignment(
         exact_started = time.monotonic()
 
         def report(primal: float, dual: float) -> None:
+            bound_text = f"{dual:.4f}" if abs(dual) < 1e19 else "none yet (root LP)"
             logger.info(
-                "assignment: %.0f s incumbent %.4f bound %.4f",
+                "assignment: %.0f s incumbent %.4f bound %s (gap %s)",
                 time.monotonic() - begin,
                 primal,
-                dual,
+                bound_text,
+                f"{100 * relative_gap(primal, dual):.2f} %" if abs(dual) < 1e19 else "-",
             )
 
         outcome = exact.solve(
