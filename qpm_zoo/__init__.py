@@ -30,25 +30,25 @@ if TYPE_CHECKING:
 
 __all__ = [
     "QPM",
-    "QPMOnnx",
-    "GlobalExplainer",
-    "QPMConfig",
     "Assignment",
     "BackboneConfig",
-    "PreprocessConfig",
-    "Prediction",
-    "Explanation",
-    "FeatureContribution",
-    "ClassScore",
+    "CheckpointError",
+    "ClassComparison",
     "ClassExplanation",
     "ClassFeature",
-    "ClassComparison",
+    "ClassScore",
     "ComparedFeature",
-    "QPMError",
-    "CheckpointError",
     "ConfigError",
+    "Explanation",
+    "FeatureContribution",
+    "GlobalExplainer",
     "InputError",
     "MissingDependencyError",
+    "Prediction",
+    "PreprocessConfig",
+    "QPMConfig",
+    "QPMError",
+    "QPMOnnx",
     "__version__",
 ]
 
@@ -56,8 +56,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name == "QPM":
         try:
-            import torch  # noqa: F401
             import timm  # noqa: F401
+            import torch  # noqa: F401
         except ImportError as e:
             raise MissingDependencyError(
                 e.name or "torch", "torch", "qpm_zoo.QPM (use qpm_zoo.QPMOnnx without PyTorch)"

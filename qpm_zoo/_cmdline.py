@@ -9,7 +9,8 @@ import importlib.util
 import json
 import math
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def _summary(module_name: str) -> str | None:

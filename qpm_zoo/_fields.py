@@ -7,7 +7,8 @@ where it is, before anything expensive runs.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .errors import ConfigError
 
@@ -119,7 +120,7 @@ class FieldReader:
             raise self.error(key, "must be a list of strings")
         return list(value)
 
-    def sub(self, key: str) -> "FieldReader":
+    def sub(self, key: str) -> FieldReader:
         return FieldReader(self.get(key), self.source, self.name(key), self.error_class)
 
     def reject_unknown(self) -> None:

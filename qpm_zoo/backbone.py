@@ -65,7 +65,7 @@ class Backbone(nn.Module):
         )
         if config.reduced_strides:
             reduce_strides(self.model, config.name)
-        found = int(getattr(self.model, "num_features"))
+        found = int(self.model.num_features)
         if found != config.num_features:
             raise ConfigError(
                 f"backbone '{config.name}' gives {found} features, the config says {config.num_features}"
@@ -80,7 +80,7 @@ class Backbone(nn.Module):
         pretrained: bool = False,
         pretrained_file: str | None = None,
         **kwargs: Any,
-    ) -> "Backbone":
+    ) -> Backbone:
         """Build a backbone by timm name (optionally with pretrained weights, from timm or a file)."""
         model = _create_timm_model(name, kwargs, pretrained, pretrained_file)
         config = BackboneConfig(

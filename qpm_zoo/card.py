@@ -22,9 +22,10 @@ import math
 import re
 import shlex
 import string
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
@@ -124,7 +125,7 @@ class RecipeMetadata:
     base_model: str | None
 
     @classmethod
-    def from_training(cls, training: dict) -> "RecipeMetadata":
+    def from_training(cls, training: dict) -> RecipeMetadata:
         publish = training.get("publish") if isinstance(training.get("publish"), dict) else {}
 
         def text(key: str) -> str | None:

@@ -11,10 +11,11 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class BackboneConfig:
         }
 
     @classmethod
-    def _parse(cls, f: FieldReader) -> "BackboneConfig":
+    def _parse(cls, f: FieldReader) -> BackboneConfig:
         out = cls(
             name=f.str("name"),
             num_features=f.int("num_features", minimum=1),
@@ -91,7 +92,7 @@ class PreprocessConfig:
         }
 
     @classmethod
-    def _parse(cls, f: FieldReader) -> "PreprocessConfig":
+    def _parse(cls, f: FieldReader) -> PreprocessConfig:
         size = f.int_list("input_size")
         if len(size) != 3 or size[0] != 3 or min(size) < 1:
             raise f.error("input_size", f"must be [3, height, width], got {size}")
@@ -142,7 +143,7 @@ class Assignment:
             object.__setattr__(self, "bias", tuple(float(b) for b in self.bias))
 
     @classmethod
-    def from_matrix(cls, weight: np.ndarray, bias: np.ndarray | None = None) -> "Assignment":
+    def from_matrix(cls, weight: np.ndarray, bias: np.ndarray | None = None) -> Assignment:
         """Build from a dense [C, n] weight matrix; binary matrices without bias give a QPM assignment."""
         weight = np.asarray(weight, dtype=np.float64)
         if weight.ndim != 2:
@@ -224,7 +225,7 @@ class QPMConfig:
             return self.feature_names[i]
         return f"feature {i}"
 
-    def replace(self, **changes: Any) -> "QPMConfig":
+    def replace(self, **changes: Any) -> QPMConfig:
         """A copy with some fields changed (validated again)."""
         data = {f: getattr(self, f) for f in self.__dataclass_fields__}
         data.update(changes)
@@ -262,7 +263,7 @@ class QPMConfig:
         write_text_atomic(Path(path), self.to_json())
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = CONFIG_NAME) -> "QPMConfig":
+    def from_dict(cls, data: Any, source: str = CONFIG_NAME) -> QPMConfig:
         f = FieldReader(data, source)
         version = f.get("format_version")
         if isinstance(version, bool) or not isinstance(version, int):
@@ -326,7 +327,7 @@ class QPMConfig:
         return config
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "QPMConfig":
+    def load(cls, path: str | os.PathLike) -> QPMConfig:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -424,11 +425,10 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with atomic_path(Path(path)) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 @contextmanager

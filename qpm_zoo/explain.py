@@ -9,9 +9,10 @@ its features' contributions (weight × normalised activation) plus its bias (zer
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -334,7 +335,7 @@ class GlobalExplainer(InterpretableModel):
         self.config = config
 
     @classmethod
-    def from_pretrained(cls, model_id: str, **where: Any) -> "GlobalExplainer":
+    def from_pretrained(cls, model_id: str, **where: Any) -> GlobalExplainer:
         from .hub import resolve_file
 
         return cls(QPMConfig.load(resolve_file(model_id, CONFIG_NAME, **where)))

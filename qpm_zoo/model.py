@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,7 +79,7 @@ class QPM(
         feature_descriptions: Sequence[str] | None = None,
         metrics: dict | None = None,
         training: dict | None = None,
-    ) -> "QPM":
+    ) -> QPM:
         """Build a QPM around a (trained) backbone and the result of the assignment.
 
         `weight` is the [C, n] class-feature matrix over the selected features (binary for QPM;
@@ -185,7 +186,7 @@ class QPM(
         force_download: bool = False,
         map_location: str | torch.device = "cpu",
         **unused: Any,
-    ) -> "QPM":
+    ) -> QPM:
         """Load a checkpoint from a local folder or a Hub repository id, strictly.
 
         Raises CheckpointError (naming the file and the problem) for a missing config.json or

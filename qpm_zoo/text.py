@@ -3,7 +3,8 @@ use the results' `to_dict()`). Used by the `qpm` command and the training demo."
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .explain import ClassComparison, ClassExplanation, Prediction
 

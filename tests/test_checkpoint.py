@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_model
 from safetensors.torch import load_file, save_file
 
-from conftest import make_model
 from qpm_zoo import CheckpointError, ConfigError, QPMConfig
 from qpm_zoo.config import FORMAT_VERSION
 from qpm_zoo.model import QPM

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import LABELS, make_model
+
 from qpm_zoo import InputError
 from qpm_zoo.model import QPM
 

@@ -58,7 +58,7 @@ def config_of(
 
 
 def section(card: str, title: str) -> str:
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", card, flags=re.S | re.M)
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", card, flags=re.DOTALL | re.MULTILINE)
     assert match, f"no section {title!r}"
     return match.group(1)
 
@@ -83,7 +83,7 @@ def test_card_is_valid_hub_metadata_with_the_metrics_as_model_index():
 
 def test_card_has_every_section_and_no_unfilled_field():
     card = render_model_card(config_of(metrics=METRICS, training=TRAINING), "org/qpm-resnet50-cub")
-    headings = re.findall(r"^## (.+)$", card, flags=re.M)
+    headings = re.findall(r"^## (.+)$", card, flags=re.MULTILINE)
     assert headings == [
         "How to use",
         "Evaluation",
@@ -166,7 +166,7 @@ def test_dataset_key_of_the_pipeline_names_the_dataset():
 
 def test_training_recipe_is_the_recorded_config_as_yaml():
     card = render_model_card(config_of(training=TRAINING))
-    block = re.search(r"```yaml\n(.*?)```", section(card, "Training recipe"), flags=re.S).group(1)
+    block = re.search(r"```yaml\n(.*?)```", section(card, "Training recipe"), flags=re.DOTALL).group(1)
     assert yaml.safe_load(block) == TRAINING
 
 
@@ -179,10 +179,10 @@ def test_usage_examples_name_the_repo_and_quote_class_names():
         "Red-winged Blackbird",
     ]
     card = render_model_card(config_of(labels=labels), "org/qpm-quotes")
-    cli = re.search(r"```bash\n(.*?)```", card, flags=re.S).group(1).splitlines()
+    cli = re.search(r"```bash\n(.*?)```", card, flags=re.DOTALL).group(1).splitlines()
     assert shlex.split(cli[0]) == ["qpm", "predict", "org/qpm-quotes", "image.jpg"]
     assert shlex.split(cli[-1]) == ["qpm", "compare", "org/qpm-quotes", labels[0], labels[1]]
-    python = re.search(r"```python\n(.*?)```", card, flags=re.S).group(1)
+    python = re.search(r"```python\n(.*?)```", card, flags=re.DOTALL).group(1)
     compile(python, "usage", "exec")
     assert 'model.explain_class("Bird\'s \\"nest\\"")' in python
     assert "has no ONNX export" in card and "QPMOnnx" not in card

@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import make_model
 from hub.client import hub_env, json_result, run_module, run_python
 from hub.data import exported_checkpoint, random_images

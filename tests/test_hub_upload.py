@@ -14,11 +14,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from huggingface_hub import ModelCard
-
 from hub.client import hub_env, json_result, run_module, run_python
 from hub.data import METRICS, exported_checkpoint, random_images
 from hub.upload_server import HubTestServer
+from huggingface_hub import ModelCard
+
 from training.cli import main as training_main
 
 TOKEN = "hf_test_write_token"

@@ -107,7 +107,7 @@ def test_locality_prefers_peaked_central_features_and_punishes_border_peaks():
     acc.update(features, labels, maps)
     # raw scores, by hand: ω = x / Σx; loc = mean ω · max softmax; edge = -Σ ω · on_border
     omega = features / features.sum(axis=1, keepdims=True)
-    peak = lambda a: np.exp(a) / (np.exp(a) + (h * w - 1))  # noqa: E731
+    peak = lambda a: np.exp(a) / (np.exp(a) + (h * w - 1))
     peak_weak = np.exp(1.5) / (np.exp(1.5) + (h * w - 1) * np.e)
     np.testing.assert_allclose(acc.loc / N, omega.mean(axis=0) * [peak(8.0), peak_weak, peak(8.0)])
     np.testing.assert_allclose(acc.edge, [0.0, 0.0, -omega[:, 2].sum()])

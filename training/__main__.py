@@ -5,6 +5,6 @@ import sys
 # tensor work tens of times slower (see environment.md). An explicit setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .cli import main  # noqa: E402
+from .cli import main
 
 sys.exit(main())

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from qpm_zoo._fields import FieldReader
 
@@ -62,7 +63,7 @@ class ModelSection:
     std: tuple[float, float, float] | None = None
 
     @classmethod
-    def parse(cls, f: FieldReader) -> "ModelSection":
+    def parse(cls, f: FieldReader) -> ModelSection:
         pretrained = f.get("pretrained", False)
         if not isinstance(pretrained, (bool, str)):
             raise f.error("pretrained", "must be true, false or the path of a weights file")
@@ -112,7 +113,7 @@ class TrainSection:
         return out
 
     @classmethod
-    def parse(cls, f: FieldReader, defaults: "TrainSection") -> "TrainSection":
+    def parse(cls, f: FieldReader, defaults: TrainSection) -> TrainSection:
         d = defaults
         out = cls(
             epochs=f.int("epochs", d.epochs, minimum=0),
@@ -158,7 +159,7 @@ class AssignmentSection:
     mip_gap: float = 0.0
 
     @classmethod
-    def parse(cls, f: FieldReader) -> "AssignmentSection":
+    def parse(cls, f: FieldReader) -> AssignmentSection:
         out = cls(
             n=_positive(f, "n", 50, integer=True),
             k=_positive(f, "k", 5, integer=True),
@@ -184,7 +185,7 @@ class QSENNSection:
     epsilon: float = 1e-3  #: the path ends at epsilon · λ_max
 
     @classmethod
-    def parse(cls, f: FieldReader) -> "QSENNSection":
+    def parse(cls, f: FieldReader) -> QSENNSection:
         d = cls()
         out = cls(
             rounds=_positive(f, "rounds", d.rounds, integer=True),
@@ -212,7 +213,7 @@ class RuntimeSection:
     threads: int | None = None
 
     @classmethod
-    def parse(cls, f: FieldReader) -> "RuntimeSection":
+    def parse(cls, f: FieldReader) -> RuntimeSection:
         out = cls(
             device=f.str("device", "cpu"),
             num_workers=f.int("num_workers", 0, minimum=0),
@@ -240,7 +241,7 @@ class FitConfig:
     source: str = "<dict>"
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> "FitConfig":
+    def from_dict(cls, data: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> FitConfig:
         from .data import DataConfig
 
         f = _reader(data, source)
@@ -263,7 +264,7 @@ class FitConfig:
         return config
 
     @classmethod
-    def load(cls, path: str | Path, overrides: dict | None = None) -> "FitConfig":
+    def load(cls, path: str | Path, overrides: dict | None = None) -> FitConfig:
         """Read a YAML or TOML file (following `extends:`); `overrides` (dotted keys) replace
         values before validation."""
         path = Path(path)

@@ -48,8 +48,8 @@ def save_examples(splits, out: Path, count: int | None = None) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qpm_zoo.text import format_comparison, format_prediction
     from qpm_zoo.model import QPM
+    from qpm_zoo.text import format_comparison, format_prediction
     from qpm_zoo.viz import most_similar_pair, write_figures
 
     from .evaluate import metrics_table

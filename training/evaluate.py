@@ -16,6 +16,7 @@ from qpm_zoo.errors import QPMError
 
 from .config import FitConfig, FitConfigError
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="checkpoint folder (e.g. runs/demo/model)")
     parser.add_argument("--data", type=Path, metavar="CONFIG", help="training config whose data section to use")

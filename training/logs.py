@@ -4,8 +4,9 @@ through tqdm's progress bars."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 

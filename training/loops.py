@@ -10,16 +10,16 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
 from .config import TrainSection
-from .logs import progress
 from .fdl import feature_diversity_loss
+from .logs import progress
 
 log = logging.getLogger("training")
 

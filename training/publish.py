@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from qpm_zoo._cmdline import format_table, print_json
 from qpm_zoo.card import README_NAME, render_model_card

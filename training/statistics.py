@@ -37,13 +37,12 @@ class AssignmentStatistics:
 
     def save(self, path: str | Path) -> None:
         """Write an .npz atomically."""
-        with atomic_path(Path(path)) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, A=self.A, R=self.R, b=self.b, mean=self.mean, std=self.std,
-                         num_samples=np.asarray(self.num_samples))
+        with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, A=self.A, R=self.R, b=self.b, mean=self.mean, std=self.std,
+                     num_samples=np.asarray(self.num_samples))
 
     @classmethod
-    def load(cls, path: str | Path) -> "AssignmentStatistics":
+    def load(cls, path: str | Path) -> AssignmentStatistics:
         with np.load(path) as data:
             return cls(
                 A=data["A"], R=data["R"], b=data["b"], mean=data["mean"], std=data["std"],

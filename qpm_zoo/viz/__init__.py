@@ -9,9 +9,9 @@ with `save_figure(fig, "out.png")`.
 
 from __future__ import annotations
 
+from ..preprocess import IMAGE_EXTENSIONS
 from .assignment import AssignmentOrder, assignment_figure, assignment_order
 from .comparison import class_pair, comparison_figure
-from ..preprocess import IMAGE_EXTENSIONS
 from .examples import find_images, pick_class_examples
 from .explained import ExplainedImage, explain_images
 from .explanation import explanation_figure

@@ -17,6 +17,7 @@ from ..explain import InterpretableModel, Prediction
 from ..preprocess import IMAGE_EXTENSIONS, list_images
 from .explained import ExplainedImage, explain_images
 
+
 #: File name endings taken as images when a folder is searched (compared case-insensitively).
 def find_images(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """Image files given as files or folders (searched recursively, hidden entries skipped).

@@ -28,7 +28,7 @@ class LfsPointer:
     size: int
 
     @classmethod
-    def of(cls, data: bytes) -> "LfsPointer":
+    def of(cls, data: bytes) -> LfsPointer:
         return cls(hashlib.sha256(data).hexdigest(), len(data))
 
     def text(self) -> str:

@@ -83,7 +83,7 @@ class OlahServer:
             ]
         )
 
-    def __enter__(self) -> "OlahServer":
+    def __enter__(self) -> OlahServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "olah.toml"
         config.write_text(self._config())

@@ -140,11 +140,11 @@ class HubTestServer:
             target=self._httpd.serve_forever, name="hub-test-server", daemon=True
         )
 
-    def __enter__(self) -> "HubTestServer":
+    def __enter__(self) -> HubTestServer:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -170,7 +170,7 @@ class HubTestServer:
 
     def validate_yaml(self, body: dict) -> tuple[int, dict]:
         content = body.get("content", "")
-        match = re.match(r"---\n(.*?)\n---\n", content, flags=re.S)
+        match = re.match(r"---\n(.*?)\n---\n", content, flags=re.DOTALL)
         if match is None:
             return 200, {"errors": [], "warnings": [{"message": "empty or missing yaml metadata"}]}
         try:
