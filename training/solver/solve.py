@@ -157,7 +157,8 @@ def solve_assignment(
     status = "interrupted" if interrupted else "time_limit"
     remaining = _remaining(begin, time_limit)
     if not interrupted and remaining > 0:
-        exact = ExactModel(problem, model_size or ModelSize(), oracle=oracle)
+        size = model_size or default_model_size(problem.num_features, problem.num_classes)
+        exact = ExactModel(problem, size, oracle=oracle)
         exact.add_start(incumbent)
         exact_started = time.monotonic()
 
@@ -201,6 +202,20 @@ def solve_assignment(
     if status == "time_limit" and gap is not None and gap <= mip_gap:
         status = "optimal"
     return _result(problem, incumbent, bound, gap, status, begin, time_to_best, source, details)
+
+
+#: class-feature pairs the exact model lists explicitly (x variables) before it truncates
+_LISTED_PAIRS = 25_000
+
+
+def default_model_size(num_features: int, num_classes: int) -> ModelSize:
+    """List every feature for every class when that stays small (the LP is then exact in Z_A);
+    otherwise each class's top features, at least 100, with the rest valued by rank buckets.
+
+    On Fashion-MNIST's 1280 x 10 all-features model the gap after 150 s is 1.9 % against 6.3 %
+    with the top 100; at 200 classes the full listing makes the root LP too slow to finish.
+    """
+    return ModelSize(top_m=min(num_features, max(100, _LISTED_PAIRS // num_classes)))
 
 
 def _remaining(begin: float, time_limit: float) -> float:
