@@ -141,7 +141,10 @@ def evaluate_model(
 
     grounding = None
     if class_attributes is not None:
-        grounding = structural_grounding(weight.numpy(), class_similarity_from_attributes(class_attributes))
+        pairs = num_classes * (num_classes - 1) // 2  # method.md's 50 pairs, or all when fewer
+        grounding = structural_grounding(
+            weight.numpy(), class_similarity_from_attributes(class_attributes), top=min(50, pairs)
+        )
     paper = PaperMetrics(
         accuracy=float((logits.argmax(dim=1) == labels).float().mean()),
         nf_features=nf_features(weight.numpy()),

@@ -539,4 +539,9 @@ def check_files(cfg: DataConfig) -> None:
 def open_splits(cfg: DataConfig) -> DataSplits:
     generator = ConceptGenerator(cfg.concepts, cfg.seed)
     train, test = ConceptDataset(generator, "train"), ConceptDataset(generator, "test")
-    return DataSplits("concepts", train, test, generator.class_names)
+    # the true class → concept table is this dataset's class attribute table (Structural Grounding)
+    attributes = np.zeros((len(generator.class_names), len(generator.concept_names)))
+    for c, concepts in enumerate(generator.class_concepts):
+        attributes[c, sorted(concepts)] = 1.0
+    return DataSplits("concepts", train, test, generator.class_names, class_attributes=attributes,
+                      attribute_names=list(generator.concept_names))
