@@ -152,11 +152,14 @@ def solve_assignment(
         time.monotonic() - begin,
     )
 
-    # 3. proof (and perhaps a better incumbent)
+    # 3. proof (and perhaps a better incumbent). First the LP bound without Z_R: certified
+    # independently of SCIP, cheap, and all there is when SCIP's root LP does not finish.
     bounds: list[float] = []
     status = "interrupted" if interrupted else "time_limit"
-    remaining = _remaining(begin, time_limit)
-    if not interrupted and remaining > 0:
+    if not interrupted:
+        bounds.append(no_redundancy_bound(problem))
+        details["relaxation_bound"] = bounds[0]
+    if not interrupted and _remaining(begin, time_limit) > 0:
         size = model_size or default_model_size(problem.num_features, problem.num_classes)
         exact = ExactModel(problem, size, oracle=oracle)
         exact.add_start(incumbent)
@@ -186,18 +189,14 @@ def solve_assignment(
             time_to_best = exact_started - begin + (outcome.time_to_best_s or 0.0)
         if outcome.status == "userinterrupt":
             status = "interrupted"
-        if math.isfinite(outcome.dual_bound) and outcome.status != "infeasible":
+        if abs(outcome.dual_bound) < 1e19 and outcome.status != "infeasible":  # 1e20: none yet
             bounds.append(outcome.dual_bound)
             if outcome.status in ("optimal", "gaplimit"):
                 status = "optimal"
-    if status != "optimal" and not interrupted:
-        # the LP bound without Z_R is certified independently of SCIP and sometimes tighter early
-        bounds.append(no_redundancy_bound(problem))
     bound = min(bounds) if bounds else None
     if bound is not None and bound < incumbent.value:
-        bound = (
-            incumbent.value
-        )  # a bound below a feasible value is rounding: the incumbent is optimal
+        # a bound below a feasible value can only be rounding: the incumbent is optimal
+        bound = incumbent.value
     gap = relative_gap(incumbent.value, bound)
     if status == "time_limit" and gap is not None and gap <= mip_gap:
         status = "optimal"
