@@ -23,7 +23,7 @@ from pyscipopt import Model, quicksum
 
 from qpm_zoo._cmdline import format_table
 from training.solver.instances import InstanceSpec, generate_statistics
-from training.solver.problem import AssignmentProblem
+from training.solver.problem import CHECK_NAMES, AssignmentProblem
 from training.solver.solve import relative_gap, solve_assignment
 
 #: the plain model holds one Python object per W variable and per row; past this it does not fit
@@ -113,32 +113,18 @@ def plain_scip(problem: AssignmentProblem, *, time_limit: float, seed: int = 0) 
             for i, c in enumerate(cs):
                 for d in cs[i + 1 :]:
                     model.addCons(quicksum(W_list[f][c] + W_list[f][d] for f in T) <= 2 * k - 1)
-    wall = time.monotonic() - begin
-    if selected is None:
-        return {
-            "solver": "plain SCIP",
-            "objective": None,
-            "bound": bound,
-            "gap": None,
-            "status": status,
-            "wall_s": round(wall, 3),
-            "time_to_best_s": None,
-            "rounds": rounds,
-            "checks": dict.fromkeys(
-                ("sum_s_equals_n", "w_le_s", "k_per_class", "class_sets_distinct"), False
-            ),
-        }
-    objective = problem.terms(selected, weight).total
+    found = selected is not None
+    objective = problem.terms(selected, weight).total if found else None
     return {
         "solver": "plain SCIP",
         "objective": objective,
         "bound": bound,
-        "gap": relative_gap(objective, bound),
+        "gap": relative_gap(objective, bound) if found else None,
         "status": status,
-        "wall_s": round(wall, 3),
+        "wall_s": round(time.monotonic() - begin, 3),
         "time_to_best_s": None,
         "rounds": rounds,
-        "checks": problem.checks(selected, weight),
+        "checks": problem.checks(selected, weight) if found else dict.fromkeys(CHECK_NAMES, False),
     }
 
 

@@ -89,6 +89,10 @@ def scaled_penalty(upper: np.ndarray, tau: float) -> np.ndarray:
     return penalty + penalty.T
 
 
+#: the constraints of method.md §3, as `AssignmentProblem.checks` names them
+CHECK_NAMES = ("sum_s_equals_n", "w_le_s", "k_per_class", "class_sets_distinct")
+
+
 @dataclass(frozen=True)
 class ObjectiveTerms:
     """The objective and its three terms, for one assignment."""
@@ -185,9 +189,7 @@ class AssignmentProblem:
             and (selected.size == 0 or (selected.min() >= 0 and selected.max() < F))
         )
         if not shapes_ok:
-            return dict.fromkeys(
-                ("sum_s_equals_n", "w_le_s", "k_per_class", "class_sets_distinct"), False
-            )
+            return dict.fromkeys(CHECK_NAMES, False)
         s = np.zeros(F)
         np.add.at(s, selected, 1.0)
         W = full_weight(selected, weight, F)

@@ -166,13 +166,13 @@ def solve_assignment(
         exact_started = time.monotonic()
 
         def report(primal: float, dual: float) -> None:
-            bound_text = f"{dual:.4f}" if abs(dual) < 1e19 else "none yet (root LP)"
+            proven = _is_bound(dual)
             logger.info(
                 "assignment: %.0f s incumbent %.4f bound %s (gap %s)",
                 time.monotonic() - begin,
                 primal,
-                bound_text,
-                f"{100 * relative_gap(primal, dual):.2f} %" if abs(dual) < 1e19 else "-",
+                f"{dual:.4f}" if proven else "none yet (root LP)",
+                f"{100 * relative_gap(primal, dual):.2f} %" if proven else "-",
             )
 
         outcome = exact.solve(
@@ -189,7 +189,7 @@ def solve_assignment(
             time_to_best = exact_started - begin + (outcome.time_to_best_s or 0.0)
         if outcome.status == "userinterrupt":
             status = "interrupted"
-        if abs(outcome.dual_bound) < 1e19 and outcome.status != "infeasible":  # 1e20: none yet
+        if _is_bound(outcome.dual_bound) and outcome.status != "infeasible":
             bounds.append(outcome.dual_bound)
             if outcome.status in ("optimal", "gaplimit"):
                 status = "optimal"
@@ -215,6 +215,11 @@ def default_model_size(num_features: int, num_classes: int) -> ModelSize:
     with the top 100; at 200 classes the full listing makes the root LP too slow to finish.
     """
     return ModelSize(top_m=min(num_features, max(100, _LISTED_PAIRS // num_classes)))
+
+
+def _is_bound(dual: float) -> bool:
+    """False for SCIP's "infinity" (1e20), its dual bound before the root LP is solved."""
+    return abs(dual) < 1e19
 
 
 def _remaining(begin: float, time_limit: float) -> float:
