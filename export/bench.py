@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from qpm_zoo._cmdline import format_table, print_json
 from qpm_zoo.errors import QPMError
+from qpm_zoo.formatting import format_table, print_json
 
 from ._common import Steps, run_reporting_errors
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from qpm_zoo._cmdline import run_commands
+from qpm_zoo.commands import run_commands
 
 #: command name → module; each module defines add_arguments(parser) and run(args).
 COMMANDS: dict[str, str] = {

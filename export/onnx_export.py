@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from qpm_zoo._cmdline import print_json
 from qpm_zoo.config import CONFIG_NAME, ONNX_NAME, write_bytes_atomic
 from qpm_zoo.errors import CheckpointError, QPMError
+from qpm_zoo.formatting import print_json
 from qpm_zoo.onnx_model import OUTPUT_NAMES, OnnxRecord, QPMOnnx, import_onnxruntime
 from qpm_zoo.preprocess import LoadedImage, load_image
 from qpm_zoo.version import __version__

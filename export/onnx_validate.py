@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qpm_zoo._cmdline import format_table
 from qpm_zoo.explain import InterpretableModel
+from qpm_zoo.formatting import format_table
 from qpm_zoo.onnx_model import OUTPUT_NAMES
 from qpm_zoo.preprocess import ImagePreprocessor, LoadedImage, load_image
 

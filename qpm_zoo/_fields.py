@@ -20,7 +20,9 @@ class FieldReader:
     passes its own). Call `reject_unknown()` last so misspelt keys are errors, not ignored.
     """
 
-    def __init__(self, data: Any, source: str, path: str = "", error: type[Exception] = ConfigError):
+    def __init__(
+        self, data: Any, source: str, path: str = "", error: type[Exception] = ConfigError
+    ):
         self.error_class = error
         if not isinstance(data, Mapping):
             where = f"field '{path}'" if path else "the top level"
@@ -40,7 +42,9 @@ class FieldReader:
         self.used.add(key)
         if key not in self.data:
             if default is ...:
-                raise self.error_class(f"{self.source}: required field '{self.name(key)}' is missing")
+                raise self.error_class(
+                    f"{self.source}: required field '{self.name(key)}' is missing"
+                )
             return default
         return self.data[key]
 
@@ -58,7 +62,11 @@ class FieldReader:
         value = self.get(key, default)
         if value is default and default is not ...:
             return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise self.error(key, f"must be a finite number, got {kind(value)}")
         return float(value)
 

@@ -16,7 +16,9 @@ from .config import BackboneConfig
 from .errors import ConfigError
 
 
-def _create_timm_model(name: str, kwargs: dict, pretrained: bool, pretrained_file: str | None) -> nn.Module:
+def _create_timm_model(
+    name: str, kwargs: dict, pretrained: bool, pretrained_file: str | None
+) -> nn.Module:
     import timm
 
     if not timm.is_model(name):
@@ -24,7 +26,7 @@ def _create_timm_model(name: str, kwargs: dict, pretrained: bool, pretrained_fil
     options: dict[str, Any] = dict(kwargs)
     options.update(num_classes=0, global_pool="")
     if pretrained_file is not None:
-        options["pretrained_cfg_overlay"] = dict(file=str(pretrained_file))
+        options["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
     try:
         return timm.create_model(name, pretrained=pretrained, **options)
     except TypeError as e:
@@ -43,7 +45,9 @@ def reduce_strides(model: nn.Module, name: str = "backbone") -> None:
     for layer_name in ("layer3", "layer4"):
         block = getattr(model, layer_name)[0]
         if getattr(block, "aa", None) is not None and not isinstance(block.aa, nn.Identity):
-            raise ConfigError(f"backbone '{name}': reduced_strides does not support anti-aliased blocks")
+            raise ConfigError(
+                f"backbone '{name}': reduced_strides does not support anti-aliased blocks"
+            )
         for module in block.modules():
             if isinstance(module, nn.Conv2d) and module.stride != (1, 1):
                 module.stride = (1, 1)
@@ -60,8 +64,10 @@ class Backbone(nn.Module):
     def __init__(self, config: BackboneConfig, *, _model: nn.Module | None = None):
         super().__init__()
         self.config = config
-        self.model = _model if _model is not None else _create_timm_model(
-            config.name, config.kwargs, False, None
+        self.model = (
+            _model
+            if _model is not None
+            else _create_timm_model(config.name, config.kwargs, False, None)
         )
         if config.reduced_strides:
             reduce_strides(self.model, config.name)
@@ -84,7 +90,10 @@ class Backbone(nn.Module):
         """Build a backbone by timm name (optionally with pretrained weights, from timm or a file)."""
         model = _create_timm_model(name, kwargs, pretrained, pretrained_file)
         config = BackboneConfig(
-            name=name, num_features=int(model.num_features), kwargs=kwargs, reduced_strides=reduced_strides
+            name=name,
+            num_features=int(model.num_features),
+            kwargs=kwargs,
+            reduced_strides=reduced_strides,
         )
         return cls(config, _model=model)
 

@@ -82,22 +82,30 @@ METRICS: dict[str, MetricInfo] = {
         "class similarity through shared features vs. ground-truth attributes",
     ),
     "concept_auc": MetricInfo(
-        "Concept AUC", "concept_auc", True,
+        "Concept AUC",
+        "concept_auc",
+        True,
         "known-concept data: how well each feature detects the concept it is matched to (ROC-AUC)",
     ),
     "concept_edge_precision": MetricInfo(
-        "Concept edge precision", "concept_edge_precision", True,
+        "Concept edge precision",
+        "concept_edge_precision",
+        True,
         "known-concept data: share of the learned class-feature edges that are true class-concept edges",
     ),
     "concept_edge_recall": MetricInfo(
-        "Concept edge recall", "concept_edge_recall", True,
+        "Concept edge recall",
+        "concept_edge_recall",
+        True,
         "known-concept data: share of the true class-concept edges the assignment recovers",
     ),
     "concept_edge_f1": MetricInfo(
         "Concept edge F1", "concept_edge_f1", True, "known-concept data: F1 of the two above"
     ),
     "pointing_game": MetricInfo(
-        "Pointing game", "pointing_game", True,
+        "Pointing game",
+        "pointing_game",
+        True,
         "known-concept data: share of images where a feature's map peaks inside its concept's box",
     ),
 }
@@ -156,7 +164,9 @@ def metric_info(key: str) -> MetricInfo:
         return MetricInfo(f"SID@{sid.group(1)}", key, base.higher_is_better, base.meaning)
     if key.startswith("dense_"):
         base = metric_info(key.removeprefix("dense_"))
-        return MetricInfo(f"{base.name} (dense)", key, base.higher_is_better, f"{base.meaning}, dense model")
+        return MetricInfo(
+            f"{base.name} (dense)", key, base.higher_is_better, f"{base.meaning}, dense model"
+        )
     return MetricInfo(key.replace("_", " ").capitalize(), key, None, "")
 
 
@@ -312,8 +322,10 @@ def _facts_table(config: QPMConfig, recipe: RecipeMetadata) -> str:
         ),
         (
             "Input",
-            f"RGB {height}×{width}, {prep.interpolation} resize, {prep.crop_mode} crop "
-            f"{prep.crop_pct:g}, mean {list(prep.mean)}, std {list(prep.std)}",
+            (
+                f"RGB {height}×{width}, {prep.interpolation} resize, {prep.crop_mode} crop "
+                f"{prep.crop_pct:g}, mean {list(prep.mean)}, std {list(prep.std)}"
+            ),
         ),
         ("Files", ", ".join(f"`{name}`" for name in files)),
         ("Dataset", recipe.dataset_name or "not recorded"),
@@ -366,8 +378,10 @@ def _onnx_usage(config: QPMConfig, model_id: str) -> str:
             "```python",
             "from qpm_zoo import QPMOnnx",
             "",
-            f"model = QPMOnnx.from_pretrained({json.dumps(model_id)}, "
-            'providers=["CUDAExecutionProvider", "CPUExecutionProvider"])',
+            (
+                f"model = QPMOnnx.from_pretrained({json.dumps(model_id)}, "
+                'providers=["CUDAExecutionProvider", "CPUExecutionProvider"])'
+            ),
             'pred = model.predict("image.jpg")',
             "```",
         ]
@@ -427,8 +441,10 @@ def _explanation_section(config: QPMConfig, model_id: str, max_classes: int) -> 
     shown = min(max_classes, config.num_classes)
     parts = [
         _sharing_stats(config),
-        f"The first {shown} of the {config.num_classes} classes (any class: "
-        f"`qpm explain {model_id} CLASS`, any pair: `qpm compare {model_id} A B`):",
+        (
+            f"The first {shown} of the {config.num_classes} classes (any class: "
+            f"`qpm explain {model_id} CLASS`, any pair: `qpm compare {model_id} A B`):"
+        ),
     ]
     for c in range(shown):
         expl = explainer.explain_class(c)

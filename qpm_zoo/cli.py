@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import InputError, QPMError
-from .text import format_class, format_comparison, format_prediction
+from .formatting import format_class, format_comparison, format_prediction
 from .version import __version__
 
 
@@ -29,15 +29,20 @@ def _add_source_options(p: argparse.ArgumentParser, json_output: bool = True) ->
 def _add_backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", action="store_true", help="run model.onnx with onnxruntime (no torch)")
     p.add_argument(
-        "--providers", type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
-        metavar="NAMES", help="with --onnx: onnxruntime providers, comma-separated, best first "
+        "--providers",
+        type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
+        metavar="NAMES",
+        help="with --onnx: onnxruntime providers, comma-separated, best first "
         "(default CUDAExecutionProvider,CPUExecutionProvider)",
     )
     p.add_argument(
-        "--verbose", action="store_true",
+        "--verbose",
+        action="store_true",
         help="with --onnx: show onnxruntime's own warnings (e.g. why CUDA did not start)",
     )
-    p.add_argument("--device", default="cpu", help="torch device for the PyTorch model (default cpu)")
+    p.add_argument(
+        "--device", default="cpu", help="torch device for the PyTorch model (default cpu)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"qpm-zoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("predict", help="classify images; each prediction with its exact explanation")
+    p = sub.add_parser(
+        "predict", help="classify images; each prediction with its exact explanation"
+    )
     _add_source_options(p)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     p.add_argument("--top-k", type=int, default=5, help="runner-up classes to list (default 5)")
@@ -65,11 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
         "when a name is ambiguous.",
     )
     _add_source_options(p)
-    p.add_argument("target", metavar="CLASS_OR_IMAGE", nargs="?", help="class name or index, or an image file")
+    p.add_argument(
+        "target", metavar="CLASS_OR_IMAGE", nargs="?", help="class name or index, or an image file"
+    )
     which = p.add_mutually_exclusive_group()
     which.add_argument("--class", dest="class_name", metavar="CLASS", help="explain this class")
-    which.add_argument("--image", metavar="IMAGE", help="explain the prediction for this image file")
-    p.add_argument("--out", metavar="FILE.png", help="with an image: write the heatmap figure (.png, .pdf, .svg)")
+    which.add_argument(
+        "--image", metavar="IMAGE", help="explain the prediction for this image file"
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE.png",
+        help="with an image: write the heatmap figure (.png, .pdf, .svg)",
+    )
     _add_backend_options(p)
 
     p = sub.add_parser(
@@ -81,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("class_a", metavar="CLASS_A")
     p.add_argument("class_b", metavar="CLASS_B")
     p.add_argument(
-        "--images", nargs="+", metavar="DIR_OR_FILE",
+        "--images",
+        nargs="+",
+        metavar="DIR_OR_FILE",
         help="with --out: images to pick each class's example from (the one predicted as the "
         "class with the highest probability); folders are searched recursively",
     )
@@ -92,9 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         "assignment", help="draw the class × feature assignment matrix (needs only config.json)"
     )
     _add_source_options(p, json_output=False)
-    p.add_argument("--out", metavar="FILE.png", required=True, help="figure file (.png, .pdf, .svg)")
     p.add_argument(
-        "--onnx", action="store_true",
+        "--out", metavar="FILE.png", required=True, help="figure file (.png, .pdf, .svg)"
+    )
+    p.add_argument(
+        "--onnx",
+        action="store_true",
         help="accepted like in the other commands; the assignment never needs weights or torch",
     )
     return parser
@@ -178,7 +198,9 @@ def _explain(args: argparse.Namespace) -> None:
             result = _load_explainer(args).explain_class(class_name)
         except InputError:
             if args.target == class_name and _looks_like_image_path(class_name):
-                raise QPMError(f"{class_name}: no such image file, and no class of that name") from None
+                raise QPMError(
+                    f"{class_name}: no such image file, and no class of that name"
+                ) from None
             raise
         _emit(result, args.json, format_class)
         return

@@ -147,7 +147,9 @@ class Assignment:
         """Build from a dense [C, n] weight matrix; binary matrices without bias give a QPM assignment."""
         weight = np.asarray(weight, dtype=np.float64)
         if weight.ndim != 2:
-            raise ValueError(f"weight must be a [classes, features] matrix, got shape {weight.shape}")
+            raise ValueError(
+                f"weight must be a [classes, features] matrix, got shape {weight.shape}"
+            )
         rows = [tuple(int(i) for i in np.flatnonzero(row)) for row in weight]
         binary = bool(np.all((weight == 0) | (weight == 1)))
         if binary and bias is None:
@@ -283,12 +285,16 @@ class QPMConfig:
         k = f.int("k", minimum=1)
         a = f.sub("assignment")
         assignment = Assignment(
-            class_features=[_int_row(a, "class_features", i, r) for i, r in
-                            enumerate(a.list("class_features"))],
+            class_features=[
+                _int_row(a, "class_features", i, r) for i, r in enumerate(a.list("class_features"))
+            ],
             class_weights=(
-                None if a.get("class_weights", None) is None else
-                [_float_row(a, "class_weights", i, r) for i, r in
-                 enumerate(a.list("class_weights"))]
+                None
+                if a.get("class_weights", None) is None
+                else [
+                    _float_row(a, "class_weights", i, r)
+                    for i, r in enumerate(a.list("class_weights"))
+                ]
             ),
             bias=None if a.get("bias", None) is None else a.float_list("bias"),
         )
@@ -296,30 +302,31 @@ class QPMConfig:
         label_names = f.str_list("label_names")
         prep_data = f.get("preprocessing", None)
         preprocessing = (
-            PreprocessConfig() if prep_data is None
+            PreprocessConfig()
+            if prep_data is None
             else PreprocessConfig._parse(f.sub("preprocessing"))
         )
         onnx = f.get("onnx", None)
         if onnx is not None and not isinstance(onnx, Mapping):
             raise f.error("onnx", f"must be a JSON object or null, got {kind(onnx)}")
         config = cls.__new__(cls)
-        values = dict(
-            model_type=model_type,
-            backbone=backbone,
-            num_classes=num_classes,
-            selected_features=tuple(selected),
-            k=k,
-            assignment=assignment,
-            label_names=tuple(label_names),
-            preprocessing=preprocessing,
-            feature_names=_opt_tuple(f.str_list("feature_names", None)),
-            feature_descriptions=_opt_tuple(f.str_list("feature_descriptions", None)),
-            metrics=f.dict("metrics", {}),
-            training=f.dict("training", {}),
-            onnx=None if onnx is None else dict(onnx),
-            library_version=f.str("library_version", __version__),
-            format_version=version,
-        )
+        values = {
+            "model_type": model_type,
+            "backbone": backbone,
+            "num_classes": num_classes,
+            "selected_features": tuple(selected),
+            "k": k,
+            "assignment": assignment,
+            "label_names": tuple(label_names),
+            "preprocessing": preprocessing,
+            "feature_names": _opt_tuple(f.str_list("feature_names", None)),
+            "feature_descriptions": _opt_tuple(f.str_list("feature_descriptions", None)),
+            "metrics": f.dict("metrics", {}),
+            "training": f.dict("training", {}),
+            "onnx": None if onnx is None else dict(onnx),
+            "library_version": f.str("library_version", __version__),
+            "format_version": version,
+        }
         f.reject_unknown()
         for key, value in values.items():
             object.__setattr__(config, key, value)
@@ -338,7 +345,9 @@ class QPMConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+            raise ConfigError(
+                f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
+            ) from None
         return cls.from_dict(data, source=str(path))
 
     # -- consistency ---------------------------------------------------------------------------
@@ -353,7 +362,9 @@ class QPMConfig:
             raise bad("selected_features", "must not be empty")
         if len(set(self.selected_features)) != n:
             raise bad("selected_features", "must not repeat a feature")
-        out_of_range = [i for i in self.selected_features if not 0 <= i < self.backbone.num_features]
+        out_of_range = [
+            i for i in self.selected_features if not 0 <= i < self.backbone.num_features
+        ]
         if out_of_range:
             raise bad(
                 "selected_features",
@@ -369,7 +380,9 @@ class QPMConfig:
                 raise bad(name, f"has {len(value)} entries for {n} selected features")
         a = self.assignment
         if len(a.class_features) != C:
-            raise bad("assignment.class_features", f"has {len(a.class_features)} rows for {C} classes")
+            raise bad(
+                "assignment.class_features", f"has {len(a.class_features)} rows for {C} classes"
+            )
         if self.k > n:
             raise bad("k", f"is {self.k}, more than the {n} selected features")
         for c, row in enumerate(a.class_features):
@@ -390,7 +403,9 @@ class QPMConfig:
             if a.class_weights is None or a.bias is None:
                 raise bad("assignment", "of a Q-SENN needs class_weights and bias")
             if len(a.class_weights) != C:
-                raise bad("assignment.class_weights", f"has {len(a.class_weights)} rows for {C} classes")
+                raise bad(
+                    "assignment.class_weights", f"has {len(a.class_weights)} rows for {C} classes"
+                )
             for c, (row, weights) in enumerate(zip(a.class_features, a.class_weights)):
                 if len(row) != len(weights):
                     raise bad(

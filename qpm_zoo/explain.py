@@ -191,7 +191,9 @@ class InterpretableModel:
         names = self.label_names
         if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
             if not 0 <= c < len(names):
-                raise InputError(f"class index {c} is out of range: the model has {len(names)} classes")
+                raise InputError(
+                    f"class index {c} is out of range: the model has {len(names)} classes"
+                )
             return int(c)
         if isinstance(c, str):
             try:
@@ -212,7 +214,9 @@ class InterpretableModel:
         return tuple(self.label_names[d] for d in self._feature_users[feature] if d != owner)
 
     # -- local explanations --------------------------------------------------------------------
-    def predict(self, inputs: Any, top_k: int = 5, batch_size: int = 16) -> Prediction | list[Prediction]:
+    def predict(
+        self, inputs: Any, top_k: int = 5, batch_size: int = 16
+    ) -> Prediction | list[Prediction]:
         """Classify images and explain each prediction exactly.
 
         `inputs` is a path, PIL image, HWC array or CHW tensor, or a list of those; a list gives
@@ -227,7 +231,7 @@ class InterpretableModel:
             raise InputError("no images given (an empty list)")
         results: list[Prediction] = []
         for start in range(0, len(items), batch_size):
-            chunk = list(items[start:start + batch_size])
+            chunk = list(items[start : start + batch_size])
             loaded = [
                 load_image(x, start + i if is_batch(inputs) else None) for i, x in enumerate(chunk)
             ]
@@ -268,7 +272,9 @@ class InterpretableModel:
             features=tuple(items),
         )
 
-    def _prediction(self, name: str, logits: np.ndarray, features: np.ndarray, top_k: int) -> Prediction:
+    def _prediction(
+        self, name: str, logits: np.ndarray, features: np.ndarray, top_k: int
+    ) -> Prediction:
         z = logits.astype(np.float64)
         p = np.exp(z - z.max())
         p /= p.sum()

@@ -39,10 +39,14 @@ class InterpretableHead(nn.Module):
         n = selection.numel()
         if weight.ndim != 2 or weight.shape[1] != n:
             raise ValueError(f"weight must be [classes, {n}], got {tuple(weight.shape)}")
-        mean = torch.zeros(n) if mean is None else torch.as_tensor(np.asarray(mean, dtype=np.float32))
+        mean = (
+            torch.zeros(n) if mean is None else torch.as_tensor(np.asarray(mean, dtype=np.float32))
+        )
         std = torch.ones(n) if std is None else torch.as_tensor(np.asarray(std, dtype=np.float32))
         if mean.shape != (n,) or std.shape != (n,):
-            raise ValueError(f"mean and std must have {n} entries, got {tuple(mean.shape)}, {tuple(std.shape)}")
+            raise ValueError(
+                f"mean and std must have {n} entries, got {tuple(mean.shape)}, {tuple(std.shape)}"
+            )
         self.register_buffer("selection", selection)
         self.register_buffer("weight", weight)
         if bias is not None:

@@ -46,14 +46,18 @@ def resolve_file(
         if not folder.exists():
             raise CheckpointError(f"{folder}: no such checkpoint folder")
         if not folder.is_dir():
-            raise CheckpointError(f"{folder}: not a folder (a checkpoint is a folder with config.json)")
+            raise CheckpointError(
+                f"{folder}: not a folder (a checkpoint is a folder with config.json)"
+            )
         path = folder / filename
         if path.is_file():
             return path
         if required:
             raise CheckpointError(f"{path}: not found; a qpm-zoo checkpoint folder has {filename}")
         return None
-    return _download(text, filename, revision, cache_dir, local_files_only, token, force_download, required)
+    return _download(
+        text, filename, revision, cache_dir, local_files_only, token, force_download, required
+    )
 
 
 def _download(
@@ -120,7 +124,9 @@ def _download_error(error: BaseException, where: str, filename: str) -> Checkpoi
     )
 
     if isinstance(error, RepositoryNotFoundError):
-        return CheckpointError(f"{where}: repository not found (or private: pass token= / run `hf auth login`)")
+        return CheckpointError(
+            f"{where}: repository not found (or private: pass token= / run `hf auth login`)"
+        )
     if isinstance(error, RevisionNotFoundError):
         return CheckpointError(f"{where}: no such revision (branch, tag or commit)")
     if isinstance(error, LocalEntryNotFoundError):

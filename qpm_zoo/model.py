@@ -107,7 +107,9 @@ class QPM(
             label_names=tuple(label_names),
             preprocessing=preprocessing or PreprocessConfig(),
             feature_names=None if feature_names is None else tuple(feature_names),
-            feature_descriptions=None if feature_descriptions is None else tuple(feature_descriptions),
+            feature_descriptions=None
+            if feature_descriptions is None
+            else tuple(feature_descriptions),
             metrics=dict(metrics or {}),
             training=dict(training or {}),
         )
@@ -195,13 +197,13 @@ class QPM(
         """
         if unused:
             raise TypeError(f"from_pretrained() got unexpected arguments: {sorted(unused)}")
-        where = dict(
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            token=token,
-            force_download=force_download,
-        )
+        where = {
+            "revision": revision,
+            "cache_dir": cache_dir,
+            "local_files_only": local_files_only,
+            "token": token,
+            "force_download": force_download,
+        }
         config_path = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, **where)
         config = QPMConfig.load(config_path)
         weights_path = resolve_file(pretrained_model_name_or_path, WEIGHTS_NAME, **where)

@@ -27,7 +27,18 @@ from .config import PreprocessConfig
 from .errors import InputError
 
 #: File endings treated as images when a folder is searched for them.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".ppm",
+    ".pgm",
+)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -211,8 +222,8 @@ class ImagePreprocessor:
     def geometry(self, width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """((resized w, h), (crop left, top)) for an image of the given size."""
         rw, rh = self.resized_size(width, height)
-        left = int(round((rw - self.width) / 2.0))
-        top = int(round((rh - self.height) / 2.0))
+        left = round((rw - self.width) / 2.0)
+        top = round((rh - self.height) / 2.0)
         return (rw, rh), (left, top)
 
     def to_model_input(self, loaded: LoadedImage) -> np.ndarray:
@@ -226,7 +237,9 @@ class ImagePreprocessor:
             pixels = np.stack(
                 [
                     np.asarray(
-                        Image.fromarray(loaded.image[:, :, c], mode="F").resize((rw, rh), self.resample)
+                        Image.fromarray(loaded.image[:, :, c], mode="F").resize(
+                            (rw, rh), self.resample
+                        )
                     )
                     for c in range(3)
                 ],
@@ -252,7 +265,7 @@ def _center_crop(pixels: np.ndarray, left: int, top: int, width: int, height: in
     out = np.zeros((height, width, pixels.shape[2]), dtype=np.float32)
     src_top, src_left = max(top, 0), max(left, 0)
     src_bottom, src_right = min(top + height, h), min(left + width, w)
-    out[src_top - top: src_bottom - top, src_left - left: src_right - left] = pixels[
+    out[src_top - top : src_bottom - top, src_left - left : src_right - left] = pixels[
         src_top:src_bottom, src_left:src_right
     ]
     return out

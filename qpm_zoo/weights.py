@@ -76,7 +76,9 @@ def load_weights_strict(model: nn.Module, path: Path, config: QPMConfig) -> None
     model.load_state_dict(tensors, strict=True)
 
 
-def _check_head_against_config(tensors: dict[str, torch.Tensor], path: Path, config: QPMConfig) -> None:
+def _check_head_against_config(
+    tensors: dict[str, torch.Tensor], path: Path, config: QPMConfig
+) -> None:
     selection = tensors["head.selection"].numpy()
     if not np.array_equal(selection, np.asarray(config.selected_features)):
         raise CheckpointError(
@@ -84,10 +86,14 @@ def _check_head_against_config(tensors: dict[str, torch.Tensor], path: Path, con
         )
     weight = tensors["head.weight"].float().numpy()
     if not np.array_equal(weight, config.weight_matrix()):
-        raise CheckpointError(f"{path}: tensor 'head.weight' disagrees with config.json 'assignment'")
+        raise CheckpointError(
+            f"{path}: tensor 'head.weight' disagrees with config.json 'assignment'"
+        )
     bias = config.bias_vector()
     if bias is not None and not np.array_equal(tensors["head.bias"].float().numpy(), bias):
-        raise CheckpointError(f"{path}: tensor 'head.bias' disagrees with config.json 'assignment.bias'")
+        raise CheckpointError(
+            f"{path}: tensor 'head.bias' disagrees with config.json 'assignment.bias'"
+        )
 
 
 def save_weights(model: nn.Module, path: Path) -> None:

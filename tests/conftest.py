@@ -61,7 +61,9 @@ def make_model(
         std=(rng.random(n) * 0.05 + 0.01).astype(np.float32),
         label_names=labels,
         k=k,
-        preprocessing=PreprocessConfig(input_size=(3, input_size, input_size), mean=(0.5,) * 3, std=(0.5,) * 3),
+        preprocessing=PreprocessConfig(
+            input_size=(3, input_size, input_size), mean=(0.5,) * 3, std=(0.5,) * 3
+        ),
         feature_names=[f"part {i}" for i in range(n)],
     )
 

@@ -72,7 +72,14 @@ def test_config_json_is_plain_and_complete(qpm_dir):
     assert data["backbone"]["name"] == "test_resnet"
     assert len(data["selected_features"]) == 6
     assert all(len(row) == data["k"] for row in data["assignment"]["class_features"])
-    assert set(data["preprocessing"]) == {"input_size", "interpolation", "crop_mode", "crop_pct", "mean", "std"}
+    assert set(data["preprocessing"]) == {
+        "input_size",
+        "interpolation",
+        "crop_mode",
+        "crop_pct",
+        "mean",
+        "std",
+    }
     assert QPMConfig.from_dict(data).to_dict() == data
 
 
@@ -95,7 +102,9 @@ def test_folder_without_weights(ckpt):
 
 def test_missing_tensor(ckpt):
     _edit_tensors(ckpt, lambda t: t.pop("head.mean"))
-    with pytest.raises(CheckpointError, match=r"model\.safetensors.*1 missing tensor\(s\): head\.mean"):
+    with pytest.raises(
+        CheckpointError, match=r"model\.safetensors.*1 missing tensor\(s\): head\.mean"
+    ):
         QPM.from_pretrained(ckpt)
 
 
@@ -118,7 +127,9 @@ def test_config_with_more_classes_than_the_weights(ckpt):
         d["assignment"]["class_features"].append([0, 1])
 
     _edit_config(ckpt, add_class)
-    with pytest.raises(CheckpointError, match=r"'head\.weight' has shape \(5, 6\).*expects \(6, 6\)"):
+    with pytest.raises(
+        CheckpointError, match=r"'head\.weight' has shape \(5, 6\).*expects \(6, 6\)"
+    ):
         QPM.from_pretrained(ckpt)
 
 
@@ -128,7 +139,9 @@ def test_weights_that_disagree_with_the_assignment(ckpt):
         rows[0], rows[1] = rows[1], rows[0]
 
     _edit_config(ckpt, swap)
-    with pytest.raises(CheckpointError, match=r"'head\.weight' disagrees with config\.json 'assignment'"):
+    with pytest.raises(
+        CheckpointError, match=r"'head\.weight' disagrees with config\.json 'assignment'"
+    ):
         QPM.from_pretrained(ckpt)
 
 
@@ -171,7 +184,9 @@ def test_qpm_class_with_the_wrong_number_of_features(ckpt):
         row.append(next(j for j in range(6) if j not in row))
 
     _edit_config(ckpt, add_feature)
-    with pytest.raises(ConfigError, match=r"'assignment\.class_features\[2\]' has 3 features.*exactly k=2"):
+    with pytest.raises(
+        ConfigError, match=r"'assignment\.class_features\[2\]' has 3 features.*exactly k=2"
+    ):
         QPM.from_pretrained(ckpt)
 
 

@@ -25,7 +25,9 @@ def test_predict_json_logit_is_sum_of_contributions(capsys, qpm_dir, image_file)
     assert code == 0
     data = json.loads(out)
     e = data["explanation"]
-    assert data["logit"] == pytest.approx(e["bias"] + sum(f["contribution"] for f in e["features"]), abs=1e-5)
+    assert data["logit"] == pytest.approx(
+        e["bias"] + sum(f["contribution"] for f in e["features"]), abs=1e-5
+    )
     assert len(data["top_k"]) == 2
     assert data == QPM.from_pretrained(qpm_dir).predict(image_file, top_k=2).to_dict()
 
@@ -37,7 +39,9 @@ def test_predict_several_images_gives_a_list(capsys, qsenn_dir, image_file):
     assert isinstance(data, list) and len(data) == 2
     for item in data:
         e = item["explanation"]
-        assert item["logit"] == pytest.approx(e["bias"] + sum(f["contribution"] for f in e["features"]), abs=1e-5)
+        assert item["logit"] == pytest.approx(
+            e["bias"] + sum(f["contribution"] for f in e["features"]), abs=1e-5
+        )
 
 
 def test_predict_text_output_names_the_features(capsys, qpm_dir, image_file):
@@ -88,7 +92,9 @@ def test_installed_entry_point(qpm_dir, image_file):
     exe = Path(sys.executable).parent / "qpm"
     result = subprocess.run(
         [str(exe), "predict", str(qpm_dir), str(image_file), "--json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     data = json.loads(result.stdout)
     e = data["explanation"]

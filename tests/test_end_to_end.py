@@ -22,15 +22,30 @@ TINY = {
     "data": {
         "name": "concepts",
         "concepts": {
-            "num_classes": 5, "concepts_per_class": 3, "pool_size": 8,
-            "image_size": 48, "train_size": 400, "test_size": 150,
+            "num_classes": 5,
+            "concepts_per_class": 3,
+            "pool_size": 8,
+            "image_size": 48,
+            "train_size": 400,
+            "test_size": 150,
         },
     },
     "model": {
-        "backbone": "test_resnet", "reduced_strides": True, "input_size": 48,
-        "crop_pct": 1.0, "mean": [0.5] * 3, "std": [0.5] * 3,
+        "backbone": "test_resnet",
+        "reduced_strides": True,
+        "input_size": 48,
+        "crop_pct": 1.0,
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
     },
-    "dense": {"epochs": 2, "batch_size": 32, "lr": 0.05, "classifier_lr": 0.05, "step_size": 2, "augment": "none"},
+    "dense": {
+        "epochs": 2,
+        "batch_size": 32,
+        "lr": 0.05,
+        "classifier_lr": 0.05,
+        "step_size": 2,
+        "augment": "none",
+    },
     "assignment": {"n": 8, "k": 3, "time_limit": 30},
     "finetune": {"epochs": 1, "batch_size": 32, "lr": 0.01, "augment": "none"},
     "qsenn": {"rounds": 2, "later_epochs": 1, "path_steps": 10},
@@ -39,9 +54,16 @@ TINY = {
 
 #: each metric's valid range
 RANGES = {
-    "accuracy": (0, 1), "sid_at_3": (1 / 3, 1), "class_independence": (0, 1), "contrastiveness": (0, 1),
-    "correlation": (-1, 1), "concept_auc": (0, 1), "concept_edge_precision": (0, 1),
-    "concept_edge_recall": (0, 1), "concept_edge_f1": (0, 1), "pointing_game": (0, 1),
+    "accuracy": (0, 1),
+    "sid_at_3": (1 / 3, 1),
+    "class_independence": (0, 1),
+    "contrastiveness": (0, 1),
+    "correlation": (-1, 1),
+    "concept_auc": (0, 1),
+    "concept_edge_precision": (0, 1),
+    "concept_edge_recall": (0, 1),
+    "concept_edge_f1": (0, 1),
+    "pointing_game": (0, 1),
 }
 
 
@@ -68,7 +90,9 @@ def _check_checkpoint(model_dir: Path, model_type: str) -> None:
     ]
     for pred in model.predict(list(images)):
         e = pred.explanation
-        assert math.isclose(e.logit, e.bias + sum(f.contribution for f in e.features), rel_tol=1e-5, abs_tol=1e-5)
+        assert math.isclose(
+            e.logit, e.bias + sum(f.contribution for f in e.features), rel_tol=1e-5, abs_tol=1e-5
+        )
     assert (model_dir / "metrics.json").exists() and (model_dir / "README.md").exists()
 
 
@@ -79,14 +103,18 @@ def test_qpm_fit_end_to_end_and_resume(tmp_path, capsys):
     solve = json.loads((out / "assignment" / "result.json").read_text())
     assert all(solve["checks"].values())
     _check_checkpoint(out / "model", "qpm")
-    weight = np.asarray(json.loads((out / "model" / "config.json").read_text())["assignment"]["class_features"])
+    weight = np.asarray(
+        json.loads((out / "model" / "config.json").read_text())["assignment"]["class_features"]
+    )
     assert weight.shape == (5, 3)
 
     # a rerun reuses every stage; a changed fine-tuning field reruns fine-tuning and evaluation only
     before = {p.name: p.stat().st_mtime for p in (out / "stages").iterdir()}
     _fit(tmp_path, "qpm", {"model_type": "qpm"}, capsys)
     assert {p.name: p.stat().st_mtime for p in (out / "stages").iterdir()} == before
-    _fit(tmp_path, "qpm", {"model_type": "qpm", "finetune": {**TINY["finetune"], "lr": 0.02}}, capsys)
+    _fit(
+        tmp_path, "qpm", {"model_type": "qpm", "finetune": {**TINY["finetune"], "lr": 0.02}}, capsys
+    )
     after = {p.name: p.stat().st_mtime for p in (out / "stages").iterdir()}
     assert [n for n in sorted(after) if after[n] != before[n]] == ["evaluate.json", "finetune.json"]
 
@@ -100,7 +128,9 @@ def test_qpm_fit_end_to_end_and_resume(tmp_path, capsys):
 
 def test_qsenn_fit_on_the_same_dense_model_and_onnx(tmp_path, capsys):
     qpm_out, _ = _fit(tmp_path, "qpm", {"model_type": "qpm"}, capsys)
-    out, summary = _fit(tmp_path, "qsenn", {"model_type": "qsenn"}, capsys, "--dense-from", str(qpm_out))
+    out, summary = _fit(
+        tmp_path, "qsenn", {"model_type": "qsenn"}, capsys, "--dense-from", str(qpm_out)
+    )
     assert set(summary["stages"]) == {"dense", "qsenn", "evaluate"}
     assert len(summary["stages"]["qsenn"]["rounds"]) == 2
     _check_checkpoint(out / "model", "qsenn")
@@ -119,7 +149,9 @@ def test_qsenn_fit_on_the_same_dense_model_and_onnx(tmp_path, capsys):
 
     assert export_main(["onnx", str(out / "model")]) == 0
     capsys.readouterr()
-    images = [np.random.default_rng(i).integers(0, 256, (48, 48, 3), dtype=np.uint8) for i in range(4)]
+    images = [
+        np.random.default_rng(i).integers(0, 256, (48, 48, 3), dtype=np.uint8) for i in range(4)
+    ]
     torch_preds = QPM.from_pretrained(out / "model").predict(images)
     onnx_preds = QPMOnnx.from_pretrained(out / "model").predict(images)
     for a, b in zip(torch_preds, onnx_preds):
@@ -132,7 +164,9 @@ def test_qsenn_fit_on_the_same_dense_model_and_onnx(tmp_path, capsys):
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 
-@pytest.mark.skipif(not FASHION.exists(), reason="needs Debian's dataset-fashion-mnist (.ci/run installs it)")
+@pytest.mark.skipif(
+    not FASHION.exists(), reason="needs Debian's dataset-fashion-mnist (.ci/run installs it)"
+)
 def test_fashion_mnist_with_offline_pretrained_lite0(tmp_path, capsys):
     """The real recipe, reduced (configs/fashion-mnist-lite0-ci.yaml): with pretrained features,
     one epoch on 600 images is far above chance (10 %), dense and QPM alike. One epoch is noisy

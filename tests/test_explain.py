@@ -27,13 +27,15 @@ def test_logit_equals_sum_of_contributions(model_type, seed):
         e = pred.explanation
         assert pred.class_index == int(np.argmax(row))
         assert pred.logit == pytest.approx(float(row.max()), rel=1e-5, abs=1e-5)
-        assert e.logit == pytest.approx(e.bias + sum(f.contribution for f in e.features), rel=1e-5, abs=1e-5)
+        assert e.logit == pytest.approx(
+            e.bias + sum(f.contribution for f in e.features), rel=1e-5, abs=1e-5
+        )
         assert len(e.features) == len(model.config.assignment.class_features[pred.class_index])
         for f in e.features:
             assert f.contribution == pytest.approx(f.weight * f.activation)
         if model_type == "qpm":
             assert e.bias == 0.0 and all(f.weight == 1.0 for f in e.features)
-        assert [s.index for s in pred.top_k][0] == pred.class_index
+        assert next(s.index for s in pred.top_k) == pred.class_index
         assert len(pred.top_k) == 3
         assert sum(s.probability for s in pred.top_k) <= 1.0 + 1e-9
 
@@ -110,7 +112,13 @@ def test_prediction_to_dict_is_json_safe(qpm_dir, image_file):
     d = pred.to_dict()
     assert json.loads(json.dumps(d)) == d
     assert set(d["explanation"]["features"][0]) == {
-        "index", "channel", "name", "activation", "weight", "contribution", "shared_with"
+        "index",
+        "channel",
+        "name",
+        "activation",
+        "weight",
+        "contribution",
+        "shared_with",
     }
 
 

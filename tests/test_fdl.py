@@ -10,7 +10,9 @@ import torch
 from training.fdl import feature_diversity_loss
 
 
-def literal_fdl(maps: torch.Tensor, logits: torch.Tensor, weight: torch.Tensor, beta: float) -> float:
+def literal_fdl(
+    maps: torch.Tensor, logits: torch.Tensor, weight: torch.Tensor, beta: float
+) -> float:
     B, F, h, w = maps.shape
     total = 0.0
     for b in range(B):
@@ -49,7 +51,9 @@ def test_diverse_maps_score_better_than_overlapping_ones():
     apart[0, 0, 0, 0] = apart[0, 1, 3, 3] = 10.0
     together = torch.zeros(1, 2, 4, 4)
     together[0, :, 0, 0] = 10.0
-    assert feature_diversity_loss(apart, logits, weight, 1.0) < feature_diversity_loss(together, logits, weight, 1.0)
+    assert feature_diversity_loss(apart, logits, weight, 1.0) < feature_diversity_loss(
+        together, logits, weight, 1.0
+    )
 
 
 def test_gradient_reaches_maps_and_weights_and_beta_zero_is_free():

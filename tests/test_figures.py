@@ -39,7 +39,10 @@ def assert_png(path: Path, fig, dpi: int) -> None:
         png.verify()
     with Image.open(path) as png:
         expected = fig.get_size_inches() * dpi
-        assert png.format == "PNG" and np.all(np.abs(np.array(png.size) - expected) <= 1), (png.size, expected)
+        assert png.format == "PNG" and np.all(np.abs(np.array(png.size) - expected) <= 1), (
+            png.size,
+            expected,
+        )
 
 
 def _panels(fig) -> list:
@@ -49,7 +52,8 @@ def _panels(fig) -> list:
 
 # -- heatmaps ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "map_shape, size", [((2, 2), (64, 64)), ((7, 7), (224, 224)), ((28, 28), (224, 224)), ((5, 7), (73, 100))]
+    "map_shape, size",
+    [((2, 2), (64, 64)), ((7, 7), (224, 224)), ((28, 28), (224, 224)), ((5, 7), (73, 100))],
 )
 def test_heatmap_maximum_lies_in_the_cell_where_the_map_peaks(map_shape, size):
     """A map with a clear peak (every other cell at most 70 % of it; bilinear blending can move
@@ -60,7 +64,9 @@ def test_heatmap_maximum_lies_in_the_cell_where_the_map_peaks(map_shape, size):
         values = rng.uniform(0.0, 0.7, map_shape).astype(np.float32)
         i, j = rng.integers(h), rng.integers(w)
         values[i, j] = 1.0
-        if trial % 2:  # the strongest allowed rival right beside the peak, with a strong row below it
+        if (
+            trial % 2
+        ):  # the strongest allowed rival right beside the peak, with a strong row below it
             values[i, (j + 1) % w] = 0.7
             values[(i + 1) % h, (j + 1) % w] = 0.7
         heat = feature_heatmap(values, size)
@@ -79,7 +85,9 @@ def test_normalised_maps_keep_zero_and_share_a_scale():
 
 
 # -- the explanation of a prediction -------------------------------------------------------------
-def test_explanation_figure_shows_the_exact_explanation_and_the_maps(qsenn_dir, image_file, tmp_path):
+def test_explanation_figure_shows_the_exact_explanation_and_the_maps(
+    qsenn_dir, image_file, tmp_path
+):
     model = QPM.from_pretrained(qsenn_dir)
     item = explain_images(model, image_file)[0]
     pred = model.predict(image_file)
@@ -92,7 +100,9 @@ def test_explanation_figure_shows_the_exact_explanation_and_the_maps(qsenn_dir, 
     np.testing.assert_allclose(item.maps, maps, atol=1e-6)
     # The image shown is the model input itself, un-normalised.
     pixels = x[0] * model.preprocessor.std + model.preprocessor.mean
-    np.testing.assert_allclose(item.view.transpose(2, 0, 1) / 255.0, np.clip(pixels, 0, 1), atol=0.5 / 255 + 1e-6)
+    np.testing.assert_allclose(
+        item.view.transpose(2, 0, 1) / 255.0, np.clip(pixels, 0, 1), atol=0.5 / 255 + 1e-6
+    )
 
     fig = explanation_figure(model, item)
     panels = _panels(fig)
@@ -100,7 +110,10 @@ def test_explanation_figure_shows_the_exact_explanation_and_the_maps(qsenn_dir, 
     for ax, f in zip(panels, pred.explanation.features):
         title = ax.get_title()
         assert title.startswith(f.name)
-        assert f"contribution {f.contribution:+.2f}" in title and f"activation {f.activation:+.2f}" in title
+        assert (
+            f"contribution {f.contribution:+.2f}" in title
+            and f"activation {f.activation:+.2f}" in title
+        )
         heat = np.asarray(ax.get_images()[1].get_array())
         np.testing.assert_allclose(heat, feature_heatmap(maps[f.index], item.view.shape[:2]))
     assert f"logit {pred.logit:.2f}" in fig._suptitle.get_text()
@@ -124,7 +137,10 @@ def test_find_images_searches_folders_and_names_what_is_missing(tmp_path):
         (tmp_path / name).write_bytes(b"")
     explicit = tmp_path / "b" / "readme.md"  # a file given by name is taken as it is
     assert find_images([tmp_path, explicit]) == [
-        tmp_path / "a.png", tmp_path / "b" / "1.webp", tmp_path / "b" / "2.JPG", explicit
+        tmp_path / "a.png",
+        tmp_path / "b" / "1.webp",
+        tmp_path / "b" / "2.JPG",
+        explicit,
     ]
     with pytest.raises(InputError, match=r"nowhere: no such image file or folder"):
         find_images(tmp_path / "nowhere")
@@ -167,19 +183,26 @@ def test_examples_are_the_most_probable_images_of_each_class(qpm_dir, colour_ima
     missing = classes[0]
     others = [path for path, p in zip(colour_images, preds) if p.class_index != missing]
     label = model.label_names[missing]
-    with pytest.raises(InputError, match=rf"none of the {len(others)} images is predicted as '{label}'"):
+    with pytest.raises(
+        InputError, match=rf"none of the {len(others)} images is predicted as '{label}'"
+    ):
         pick_class_examples(model, others, [label])
 
 
-def test_comparison_figure_groups_shared_and_distinguishing_features(qpm_dir, colour_images, tmp_path):
+def test_comparison_figure_groups_shared_and_distinguishing_features(
+    qpm_dir, colour_images, tmp_path
+):
     model = QPM.from_pretrained(qpm_dir)
     preds = model.predict(colour_images)
     a, b = sorted({p.class_index for p in preds})[:2]
     cmp = model.compare(a, b)
     fig = comparison_figure(model, a, b, colour_images)
     groups = {sf._suptitle.get_text(): sf for sf in fig.subfigs[1:]}
-    expected = {"shared": cmp.shared, f"only A: {cmp.class_a.label}": cmp.only_a,
-                f"only B: {cmp.class_b.label}": cmp.only_b}
+    expected = {
+        "shared": cmp.shared,
+        f"only A: {cmp.class_a.label}": cmp.only_a,
+        f"only B: {cmp.class_b.label}": cmp.only_b,
+    }
     assert set(groups) == set(expected)
     for title, features in expected.items():
         panels = _panels(groups[title])
@@ -220,7 +243,7 @@ def test_assignment_order_puts_classes_that_share_features_together():
     blocks = [random_assignment(rng, 6, 8, 3) for _ in range(3)]  # 3 families, disjoint features
     weight = np.zeros((18, 24), dtype=np.float32)
     for b, block in enumerate(blocks):
-        weight[6 * b:6 * b + 6, 8 * b:8 * b + 8] = block
+        weight[6 * b : 6 * b + 6, 8 * b : 8 * b + 8] = block
     rows, cols = rng.permutation(18), rng.permutation(24)
     order = assignment_order(weight[rows][:, cols])
     family = (rows // 6)[order.classes]
@@ -238,10 +261,16 @@ def test_assignment_figure_labels_small_models_and_scales_to_200_classes(tmp_pat
     fig = assignment_figure(small)
     matrix = next(ax for ax in fig.axes if ax.get_images())
     order = assignment_order(small.weight_matrix())
-    assert [t.get_text() for t in matrix.get_yticklabels()] == [f"Warbler {c}" for c in order.classes]
-    assert [t.get_text() for t in matrix.get_xticklabels()] == [f"feature {j}" for j in order.features]
+    assert [t.get_text() for t in matrix.get_yticklabels()] == [
+        f"Warbler {c}" for c in order.classes
+    ]
+    assert [t.get_text() for t in matrix.get_xticklabels()] == [
+        f"feature {j}" for j in order.features
+    ]
     drawn = np.asarray(matrix.get_images()[0].get_array())
-    np.testing.assert_array_equal(drawn, small.weight_matrix()[np.ix_(order.classes, order.features)] != 0)
+    np.testing.assert_array_equal(
+        drawn, small.weight_matrix()[np.ix_(order.classes, order.features)] != 0
+    )
     assert_png(save_figure(fig, tmp_path / "small.png", dpi=40), fig, 40)
 
     big = _config(random_assignment(rng, 200, 50, 5))
@@ -250,7 +279,9 @@ def test_assignment_figure_labels_small_models_and_scales_to_200_classes(tmp_pat
     assert 8 <= width <= 16 and 12 <= height <= 22  # readable, and not a poster
     matrix = next(ax for ax in fig.axes if ax.get_images())
     assert matrix.get_yticklabels() == [] or all(not t.get_text() for t in matrix.get_yticklabels())
-    assert [t.get_text() for t in matrix.get_xticklabels()][:1] == [f"feature {assignment_order(big.weight_matrix()).features[0]}"]
+    assert [t.get_text() for t in matrix.get_xticklabels()][:1] == [
+        f"feature {assignment_order(big.weight_matrix()).features[0]}"
+    ]
     assert_png(save_figure(fig, tmp_path / "big.png", dpi=20), fig, 20)
 
 
@@ -259,7 +290,9 @@ def test_qsenn_assignment_shows_signed_weights():
     fig = assignment_figure(_config(w, bias=np.zeros(3)))
     image = next(ax for ax in fig.axes if ax.get_images()).get_images()[0]
     assert image.get_cmap().name == "RdBu_r" and image.get_clim() == pytest.approx((-0.7, 0.7))
-    assert sorted(np.unique(np.asarray(image.get_array())).tolist()) == pytest.approx([-0.7, 0.0, 0.7])
+    assert sorted(np.unique(np.asarray(image.get_array())).tolist()) == pytest.approx(
+        [-0.7, 0.0, 0.7]
+    )
     assert "Q-SENN" in fig._suptitle.get_text()
 
 
@@ -305,7 +338,9 @@ BLOCKER = textwrap.dedent(
 def _run_blocking(blocked: tuple[str, ...], code: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", BLOCKER.format(blocked=blocked) + textwrap.dedent(code)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 

@@ -57,7 +57,13 @@ def _graph(weight: np.ndarray, bias: np.ndarray, mean: np.ndarray, std: np.ndarr
         numpy_helper.from_array(bias.astype(np.float32), "class_bias"),
     ]
     nodes = [
-        helper.make_node("AveragePool", ["pixel_values"], ["cells"], kernel_shape=[CELL, CELL], strides=[CELL, CELL]),
+        helper.make_node(
+            "AveragePool",
+            ["pixel_values"],
+            ["cells"],
+            kernel_shape=[CELL, CELL],
+            strides=[CELL, CELL],
+        ),
         helper.make_node("Conv", ["cells", "detectors", "detector_bias"], ["detected"]),
         helper.make_node("Relu", ["detected"], ["feature_maps"]),
         helper.make_node("ReduceMean", ["feature_maps", "spatial"], ["pooled"], keepdims=0),
@@ -68,8 +74,13 @@ def _graph(weight: np.ndarray, bias: np.ndarray, mean: np.ndarray, std: np.ndarr
     ]
     h = SIZE // CELL
     graph = helper.make_graph(
-        nodes, "colour_detectors",
-        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
+        nodes,
+        "colour_detectors",
+        [
+            helper.make_tensor_value_info(
+                "pixel_values", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE]
+            )
+        ],
         [
             helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes]),
             helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", n]),
@@ -99,8 +110,12 @@ def make_colour_checkpoint(folder: Path, model_type: str = "qpm") -> Path:
     folder.mkdir(parents=True)
     (folder / "model.onnx").write_bytes(data)
     record = OnnxRecord(
-        file="model.onnx", opset=18, sha256=hashlib.sha256(data).hexdigest(), dtype="float32",
-        input_size=(3, SIZE, SIZE), feature_map_size=(SIZE // CELL, SIZE // CELL),
+        file="model.onnx",
+        opset=18,
+        sha256=hashlib.sha256(data).hexdigest(),
+        dtype="float32",
+        input_size=(3, SIZE, SIZE),
+        feature_map_size=(SIZE // CELL, SIZE // CELL),
         exporter={"built_by": "tests/test_figures_onnx.py (colour detectors, onnx.helper)"},
     )
     config = QPMConfig(
@@ -112,8 +127,11 @@ def make_colour_checkpoint(folder: Path, model_type: str = "qpm") -> Path:
         assignment=Assignment.from_matrix(weight, bias),
         label_names=LABELS,
         preprocessing=PreprocessConfig(
-            input_size=(3, SIZE, SIZE), interpolation="bilinear", crop_pct=0.875,
-            mean=(0.5,) * 3, std=(0.5,) * 3,
+            input_size=(3, SIZE, SIZE),
+            interpolation="bilinear",
+            crop_pct=0.875,
+            mean=(0.5,) * 3,
+            std=(0.5,) * 3,
         ),
         feature_names=FEATURES,
         onnx=record.to_dict(),
@@ -122,11 +140,13 @@ def make_colour_checkpoint(folder: Path, model_type: str = "qpm") -> Path:
     return folder
 
 
-def patches_image(path: Path, patches: dict[int, tuple[int, int]], size=(120, 100), side=30) -> Path:
+def patches_image(
+    path: Path, patches: dict[int, tuple[int, int]], size=(120, 100), side=30
+) -> Path:
     """A dark non-square image with a `side`-pixel square of each feature's colour at (x, y)."""
     pixels = np.full((size[1], size[0], 3), 25, dtype=np.uint8)
     for feature, (x, y) in patches.items():
-        pixels[y:y + side, x:x + side] = COLOURS[feature]
+        pixels[y : y + side, x : x + side] = COLOURS[feature]
     Image.fromarray(pixels).save(path)
     return path
 
@@ -171,7 +191,9 @@ def test_heatmap_peaks_on_the_pixels_where_the_feature_is(colour_dir, tmp_path):
         # Under the hottest pixel the image shows the feature's colour ...
         assert np.abs(view[y, x].astype(int) - COLOURS[feature]).max() < 40, (feature, view[y, x])
         # ... and it lies in a cell where the ONNX model's map peaks.
-        maps = model.forward(model.preprocessor(str(image))[0], with_maps=True).feature_maps[0, feature]
+        maps = model.forward(model.preprocessor(str(image))[0], with_maps=True).feature_maps[
+            0, feature
+        ]
         assert maps[y // CELL, x // CELL] == pytest.approx(maps.max())
     assert_png(save_figure(fig, tmp_path / "x.png", dpi=60), fig, 60)
 
@@ -192,7 +214,9 @@ def test_comparison_picks_each_class_example_and_aligns_maps(colour_dir, colour_
     # Both rows of a column share one scale: red fires on Cardinal's image only.
     red = next(ax for ax in fig.axes if ax.get_images() and ax.get_title().strip() == "red patch")
     group = red.get_figure(root=False)
-    column = [ax for ax in group.axes if ax.get_position().x0 == pytest.approx(red.get_position().x0)]
+    column = [
+        ax for ax in group.axes if ax.get_position().x0 == pytest.approx(red.get_position().x0)
+    ]
     assert len(column) == 2
     heats = [np.asarray(ax.get_images()[1].get_array()) for ax in column]
     assert max(h.max() for h in heats) == pytest.approx(1.0) and min(h.max() for h in heats) == 0.0
@@ -215,7 +239,9 @@ def test_cli_draws_all_three_figures_without_torch(colour_dir, colour_images, tm
         """
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"{image}: Cardinal")  # the prediction, as qpm predict prints it
+    assert result.stdout.startswith(
+        f"{image}: Cardinal"
+    )  # the prediction, as qpm predict prints it
     for path in outs.values():
         assert f"figure: {path}\n" in result.stdout
     assert "example of Blue Jay" in result.stdout
@@ -243,7 +269,9 @@ def test_qsenn_negative_weight_is_drawn_in_the_negative_colours(tmp_path):
     assert json.loads(json.dumps(pred.to_dict()))["label"] == pred.label
 
 
-def test_write_figures_draws_the_clearest_image_and_the_most_similar_pair(colour_dir, colour_images, tmp_path):
+def test_write_figures_draws_the_clearest_image_and_the_most_similar_pair(
+    colour_dir, colour_images, tmp_path
+):
     model = QPMOnnx.from_pretrained(colour_dir, providers=["CPUExecutionProvider"])
     # Every pair of classes shares at most one feature; the first such pair is Cardinal-Parrot.
     assert most_similar_pair(model) == (0, 1)

@@ -40,7 +40,10 @@ BASE = {
     "change, message",
     [
         ({"dense": {"epochz": 3}}, r"unknown field\(s\) \['epochz'\] in 'dense'"),
-        ({"dense": {"epochs": "three"}}, r"field 'dense\.epochs' must be an integer, got str 'three'"),
+        (
+            {"dense": {"epochs": "three"}},
+            r"field 'dense\.epochs' must be an integer, got str 'three'",
+        ),
         ({"assignment": {"n": 4, "k": 5}}, r"field 'assignment\.k' is 5, more than n=4"),
         ({"finetune": {"dropout": 1.5}}, r"field 'finetune\.dropout' must be in \[0, 1\)"),
         ({"model_type": "qspm"}, r"field 'model_type' must be one of \['qpm', 'qsenn'\]"),
@@ -63,7 +66,9 @@ def test_the_command_line_entry_point(tmp_path):
     path = _write(tmp_path, {**BASE, "dense": {"epochz": 1}})
     result = subprocess.run(
         [sys.executable, "-m", "training", "fit", str(path), "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, cwd=REPO,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert result.returncode == 2 and "epochz" in result.stderr and "Traceback" not in result.stderr
 
@@ -78,7 +83,9 @@ def test_empty_class_folder_is_named(tmp_path):
     Image.new("RGB", (8, 8)).save(root / "train" / "cat" / "a.png")
     Image.new("RGB", (8, 8)).save(root / "test" / "cat" / "a.png")
     Image.new("RGB", (8, 8)).save(root / "test" / "dog" / "a.png")
-    config = FitConfig.load(_write(tmp_path, {**BASE, "data": {"name": "imagefolder", "root": str(root)}}))
+    config = FitConfig.load(
+        _write(tmp_path, {**BASE, "data": {"name": "imagefolder", "root": str(root)}})
+    )
     with pytest.raises(ValueError, match=r"train/dog"):
         config.data.validate()
 
@@ -97,4 +104,6 @@ def test_fingerprint_changes_only_with_its_sections(tmp_path):
     b = FitConfig.load(path, {"finetune.epochs": 7, "runtime.num_workers": 2})
     assert a.fingerprint("data", "model", "dense") == b.fingerprint("data", "model", "dense")
     assert a.fingerprint("finetune") != b.fingerprint("finetune")
-    assert a.fingerprint("runtime") != b.fingerprint("runtime")  # runtime is never a stage's section
+    assert a.fingerprint("runtime") != b.fingerprint(
+        "runtime"
+    )  # runtime is never a stage's section

@@ -58,7 +58,9 @@ def config_of(
 
 
 def section(card: str, title: str) -> str:
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", card, flags=re.DOTALL | re.MULTILINE)
+    match = re.search(
+        rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", card, flags=re.DOTALL | re.MULTILINE
+    )
     assert match, f"no section {title!r}"
     return match.group(1)
 
@@ -166,7 +168,9 @@ def test_dataset_key_of_the_pipeline_names_the_dataset():
 
 def test_training_recipe_is_the_recorded_config_as_yaml():
     card = render_model_card(config_of(training=TRAINING))
-    block = re.search(r"```yaml\n(.*?)```", section(card, "Training recipe"), flags=re.DOTALL).group(1)
+    block = re.search(
+        r"```yaml\n(.*?)```", section(card, "Training recipe"), flags=re.DOTALL
+    ).group(1)
     assert yaml.safe_load(block) == TRAINING
 
 

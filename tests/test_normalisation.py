@@ -10,8 +10,11 @@ from training.normalisation import trainable_normalisation
 
 def _head(scale: float) -> InterpretableHead:
     return InterpretableHead(
-        selection=[0, 1], weight=[[1.0, -1.0], [0.0, 1.0]],
-        mean=torch.tensor([0.5, 0.2]) * scale, std=torch.tensor([0.1, 0.3]) * scale, bias=[0.0, 0.1],
+        selection=[0, 1],
+        weight=[[1.0, -1.0], [0.0, 1.0]],
+        mean=torch.tensor([0.5, 0.2]) * scale,
+        std=torch.tensor([0.1, 0.3]) * scale,
+        bias=[0.0, 0.1],
     )
 
 
@@ -37,7 +40,9 @@ def test_gradient_steps_do_not_depend_on_the_features_scale():
             params = [p for p in head.parameters() if p.requires_grad]
             opt = torch.optim.SGD(params, lr=1.0)
             for _ in range(5):
-                loss = torch.nn.functional.cross_entropy(head(maps).logits, torch.tensor([1, 1, 1, 1]))
+                loss = torch.nn.functional.cross_entropy(
+                    head(maps).logits, torch.tensor([1, 1, 1, 1])
+                )
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -29,7 +29,10 @@ def _timm_eval(config: PreprocessConfig):
     [
         (PreprocessConfig(), (300, 200)),
         (PreprocessConfig(), (200, 301)),
-        (PreprocessConfig(input_size=(3, 96, 96), crop_pct=1.0, interpolation="bilinear"), (97, 250)),
+        (
+            PreprocessConfig(input_size=(3, 96, 96), crop_pct=1.0, interpolation="bilinear"),
+            (97, 250),
+        ),
         (PreprocessConfig(input_size=(3, 64, 64), crop_mode="squash", crop_pct=0.9), (40, 90)),
         (PreprocessConfig(input_size=(3, 64, 80), crop_pct=0.95), (120, 70)),
     ],

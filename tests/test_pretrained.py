@@ -52,7 +52,9 @@ def test_converted_network_recognises_a_checkerboard_as_a_crossword():
 def test_mapping_refuses_a_shape_mismatch():
     src = {"a.weight": torch.zeros(2, 3), "a.bias": torch.zeros(2)}
     dst = {"x.weight": torch.zeros(2, 3), "x.bias": torch.zeros(3)}
-    with pytest.raises(PretrainedWeightsError, match=r"'a\.bias' \(2,\) does not correspond to 'x\.bias' \(3,\)"):
+    with pytest.raises(
+        PretrainedWeightsError, match=r"'a\.bias' \(2,\) does not correspond to 'x\.bias' \(3,\)"
+    ):
         map_state_dict(src, dst, "weights.pth")
 
 

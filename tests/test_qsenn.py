@@ -103,8 +103,15 @@ def test_quantised_model_is_exactly_explained():
     layer = quantised_layer(Z, y, C, per_class=2, steps=10)
     backbone = Backbone.create("test_resnet")
     model = QPM.from_assignment(
-        backbone, selected_features=[0, 5, 9, 20, 33, 40], weight=layer.weight, bias=layer.bias,
-        mean=np.zeros(6), std=np.ones(6), label_names=["a", "b", "c"], k=2, model_type="qsenn",
+        backbone,
+        selected_features=[0, 5, 9, 20, 33, 40],
+        weight=layer.weight,
+        bias=layer.bias,
+        mean=np.zeros(6),
+        std=np.ones(6),
+        label_names=["a", "b", "c"],
+        k=2,
+        model_type="qsenn",
     )
     assert model.config.model_type == "qsenn"
     preds = model.predict([np.random.default_rng(i).random((40, 40, 3)) for i in range(4)])

@@ -33,7 +33,9 @@ class Recorder:
         ]
 
     def runner(self):
-        return StageRunner(self.root, lambda sections: json.dumps({s: self.config[s] for s in sections}))
+        return StageRunner(
+            self.root, lambda sections: json.dumps({s: self.config[s] for s in sections})
+        )
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from training.statistics import (
 def _accumulate(features, labels, maps, num_classes, batch=3):
     acc = StatisticsAccumulator(features.shape[1], num_classes)
     for i in range(0, len(labels), batch):
-        acc.update(features[i:i + batch], labels[i:i + batch], maps[i:i + batch])
+        acc.update(features[i : i + batch], labels[i : i + batch], maps[i : i + batch])
     return acc.finalize()
 
 
@@ -50,7 +50,9 @@ def test_streaming_equals_numpy_corrcoef():
     features = rng.random((N, F)) * 5 + 100.0  # a large offset tests numerical conditioning
     maps = rng.random((N, F, 4, 4))
     stats = _accumulate(features, labels, maps, C, batch=7)
-    corr = np.array([[np.corrcoef(features[:, f], labels == c)[0, 1] for c in range(C)] for f in range(F)])
+    corr = np.array(
+        [[np.corrcoef(features[:, f], labels == c)[0, 1] for c in range(C)] for f in range(F)]
+    )
     np.testing.assert_allclose(stats.A, corr / np.abs(corr).max(), atol=1e-9)
 
 

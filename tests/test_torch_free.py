@@ -26,7 +26,8 @@ BLOCK_TORCH = textwrap.dedent(
 def run_without_torch(code: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", BLOCK_TORCH + textwrap.dedent(code)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
 
 

@@ -12,15 +12,17 @@ import json
 import sys
 from pathlib import Path
 
-from qpm_zoo._cmdline import format_table, print_json
 from qpm_zoo.config import QPMConfig
 from qpm_zoo.errors import CheckpointError
+from qpm_zoo.formatting import format_table, print_json
 
 from .evaluate import metric_labels
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders or checkpoint folders")
+    parser.add_argument(
+        "runs", nargs="+", type=Path, metavar="RUN", help="run folders or checkpoint folders"
+    )
     parser.add_argument("--json", action="store_true", help="print {run: metrics} as JSON")
 
 
@@ -57,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
         if any(key in configs[n].metrics for n in names):
             rows.append((label, *(configs[n].metrics.get(key) for n in names)))
         if key == "accuracy" and any("dense_accuracy" in configs[n].metrics for n in names):
-            rows.append(("Dense accuracy", *(configs[n].metrics.get("dense_accuracy") for n in names)))
+            rows.append(
+                ("Dense accuracy", *(configs[n].metrics.get("dense_accuracy") for n in names))
+            )
     print(format_table(["metric", *names], rows))
     keys = {dense_key(Path(n)) for n in names}
     if len(names) > 1 and None not in keys:

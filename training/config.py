@@ -140,12 +140,29 @@ class TrainSection:
 
 #: The paper's recipe (CUB, ResNet-50): dense 150 epochs, fine-tuning 40 epochs.
 PAPER_DENSE = TrainSection(
-    epochs=150, batch_size=16, lr=5e-3, classifier_lr=1e-2, momentum=0.9, weight_decay=5e-4,
-    step_size=30, gamma=0.4, fdl_weight=0.196, dropout=0.2, augment="paper",
+    epochs=150,
+    batch_size=16,
+    lr=5e-3,
+    classifier_lr=1e-2,
+    momentum=0.9,
+    weight_decay=5e-4,
+    step_size=30,
+    gamma=0.4,
+    fdl_weight=0.196,
+    dropout=0.2,
+    augment="paper",
 )
 PAPER_FINETUNE = TrainSection(
-    epochs=40, batch_size=16, lr=1e-4, momentum=0.95, weight_decay=5e-4,
-    step_size=10, gamma=0.4, fdl_weight=0.196, dropout=0.1, augment="paper",
+    epochs=40,
+    batch_size=16,
+    lr=1e-4,
+    momentum=0.95,
+    weight_decay=5e-4,
+    step_size=10,
+    gamma=0.4,
+    fdl_weight=0.196,
+    dropout=0.1,
+    augment="paper",
 )
 
 
@@ -241,12 +258,16 @@ class FitConfig:
     source: str = "<dict>"
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> FitConfig:
+    def from_dict(
+        cls, data: Any, source: str = "<dict>", base_dir: str | Path | None = None
+    ) -> FitConfig:
         from .data import DataConfig
 
         f = _reader(data, source)
         model_type = f.str("model_type", "qpm", MODEL_TYPES)
-        data_section = DataConfig.from_dict(f.get("data"), source=source, path="data", base_dir=base_dir)
+        data_section = DataConfig.from_dict(
+            f.get("data"), source=source, path="data", base_dir=base_dir
+        )
         config = cls(
             data=data_section,
             model=ModelSection.parse(f.sub("model")),
@@ -344,14 +365,20 @@ def parse_config_text(text: str, path: Path) -> dict:
             data = yaml.safe_load(text)
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            raise FitConfigError(f"{path}: not valid YAML{where}: {e.problem or e.context}") from None
+            where = (
+                f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            )
+            raise FitConfigError(
+                f"{path}: not valid YAML{where}: {e.problem or e.context}"
+            ) from None
         except yaml.YAMLError as e:
             raise FitConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
         if not isinstance(data, dict):
             raise FitConfigError(f"{path}: the top level must be a mapping")
         return data
-    raise FitConfigError(f"{path}: unknown config format '{path.suffix}' (use .yaml, .yml or .toml)")
+    raise FitConfigError(
+        f"{path}: unknown config format '{path.suffix}' (use .yaml, .yml or .toml)"
+    )
 
 
 def set_dotted(data: dict, dotted: str, value: Any, source: str) -> None:
@@ -364,4 +391,3 @@ def set_dotted(data: dict, dotted: str, value: Any, source: str) -> None:
             raise FitConfigError(f"{source}: cannot override '{dotted}': '{key}' is not a section")
         node = child
     node[keys[-1]] = value
-

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from qpm_zoo._cmdline import format_table
+from qpm_zoo.formatting import format_table
 
 from .config import FitConfigError
 from .fit import add_override_argument
@@ -21,12 +21,25 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="training config (default: configs/demo.yaml)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)"
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="training config (default: configs/demo.yaml)",
+    )
     add_override_argument(parser)
-    parser.add_argument("--examples", type=int, default=3, help="test images to predict and explain (default 3)")
-    parser.add_argument("--no-figures", action="store_true", help="skip the figures (no matplotlib needed)")
-    parser.add_argument("--quiet", action="store_true", help="no log lines on the console (still in fit.log)")
+    parser.add_argument(
+        "--examples", type=int, default=3, help="test images to predict and explain (default 3)"
+    )
+    parser.add_argument(
+        "--no-figures", action="store_true", help="skip the figures (no matplotlib needed)"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no log lines on the console (still in fit.log)"
+    )
 
 
 def save_examples(splits, out: Path, count: int | None = None) -> list[Path]:
@@ -48,8 +61,8 @@ def save_examples(splits, out: Path, count: int | None = None) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qpm_zoo.formatting import format_comparison, format_prediction
     from qpm_zoo.model import QPM
-    from qpm_zoo.text import format_comparison, format_prediction
     from qpm_zoo.viz import most_similar_pair, write_figures
 
     from .evaluate import metrics_table

@@ -11,15 +11,19 @@ import json
 import sys
 from pathlib import Path
 
-from qpm_zoo._cmdline import format_table, print_json
 from qpm_zoo.errors import QPMError
+from qpm_zoo.formatting import format_table, print_json
 
 from .config import FitConfig, FitConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="checkpoint folder (e.g. runs/demo/model)")
-    parser.add_argument("--data", type=Path, metavar="CONFIG", help="training config whose data section to use")
+    parser.add_argument(
+        "model_dir", type=Path, metavar="MODEL_DIR", help="checkpoint folder (e.g. runs/demo/model)"
+    )
+    parser.add_argument(
+        "--data", type=Path, metavar="CONFIG", help="training config whose data section to use"
+    )
     parser.add_argument("--no-dense", action="store_true", help="skip the run's dense model")
     parser.add_argument("--device", default=None, help="torch device (default: the recipe's)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -54,7 +58,9 @@ def load_recipe(model_dir: Path, data_config: Path | None) -> FitConfig:
     except (OSError, json.JSONDecodeError) as e:
         raise FitConfigError(f"{path}: cannot be read ({e})") from None
     if not training:
-        raise FitConfigError(f"{path}: has no training recipe; pass --data CONFIG to say which data to use")
+        raise FitConfigError(
+            f"{path}: has no training recipe; pass --data CONFIG to say which data to use"
+        )
     return FitConfig.from_dict(training, source=f"{path} (training recipe)")
 
 
@@ -84,5 +90,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(metrics)
     else:
         print(metrics_table(metrics))
-        print(f"written: {args.model_dir / 'metrics.json'} and the metrics of {args.model_dir / 'config.json'}")
+        print(
+            f"written: {args.model_dir / 'metrics.json'} and the metrics of {args.model_dir / 'config.json'}"
+        )
     return 0

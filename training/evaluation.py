@@ -76,7 +76,9 @@ class ModelEvaluation:
 
 
 @torch.inference_mode()
-def collect_features(model: torch.nn.Module, loader: Iterable, device: torch.device, desc: str) -> tuple[np.ndarray, np.ndarray]:
+def collect_features(
+    model: torch.nn.Module, loader: Iterable, device: torch.device, desc: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Features [N, F] (as the model's classifier sees them) and labels [N] over a loader."""
     model.eval()
     features, labels = [], []
@@ -105,7 +107,9 @@ def evaluate_model(
     `ground_truth` (a ConceptGroundTruth in model-input coordinates) adds the concept metrics."""
     model.eval()
     weight = weight.detach().float().cpu()
-    train_features, train_labels = collect_features(model, train_loader, device, f"{desc}: train features")
+    train_features, train_labels = collect_features(
+        model, train_loader, device, f"{desc}: train features"
+    )
 
     # which concept each feature sees is decided on the training set; edges and the pointing
     # game are then scored on the test set, so the matching never sees a test image
@@ -124,7 +128,7 @@ def evaluate_model(
         maps = out.feature_maps.float().cpu()
         sid.update(maps, logits.argmax(dim=1))
         if pointing is not None:
-            pointing.update(maps, [t.annotations() for t in truths[start:start + len(y)]])
+            pointing.update(maps, [t.annotations() for t in truths[start : start + len(y)]])
         test_logits.append(logits)
         test_labels.append(y)
         start += len(y)
@@ -135,7 +139,9 @@ def evaluate_model(
     if ground_truth is not None:
         report = GroundTruthReport(
             matching=matching,
-            edges=edge_scores(weight.numpy(), matching.concept, ground_truth.class_concept_matrix()),
+            edges=edge_scores(
+                weight.numpy(), matching.concept, ground_truth.class_concept_matrix()
+            ),
             pointing=pointing.compute(),
         )
 

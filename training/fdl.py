@@ -17,7 +17,7 @@ def feature_diversity_loss(
     """FDL for maps [B, F, h, w] of the features `weight` [C, F] acts on, and the batch's logits."""
     if beta == 0:
         return feature_maps.new_zeros(())
-    B, F = feature_maps.shape[:2]
+    B, _F = feature_maps.shape[:2]
     rows = weight.abs()[logits.argmax(dim=1)]  # [B, F]
     rows = rows / (rows.norm(dim=1, keepdim=True) + 1e-5)
     means = feature_maps.mean(dim=(2, 3))  # [B, F]

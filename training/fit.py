@@ -12,26 +12,38 @@ from pathlib import Path
 
 import yaml
 
-from qpm_zoo._cmdline import format_table, print_json
+from qpm_zoo.formatting import format_table, print_json
 
 from .config import FitConfig, FitConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, help="training config (.yaml or .toml), e.g. configs/demo.yaml")
-    parser.add_argument("--out", type=Path, required=True, help="run folder (created; reused to resume)")
+    parser.add_argument(
+        "config", type=Path, help="training config (.yaml or .toml), e.g. configs/demo.yaml"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="run folder (created; reused to resume)"
+    )
     add_override_argument(parser)
     parser.add_argument(
-        "--dense-from", type=Path, metavar="RUN",
+        "--dense-from",
+        type=Path,
+        metavar="RUN",
         help="reuse the finished dense model of another run with the same data/model/dense settings",
     )
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
-    parser.add_argument("--quiet", action="store_true", help="no log lines on the console (still in fit.log)")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no log lines on the console (still in fit.log)"
+    )
 
 
 def add_override_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, e.g. --set dense.epochs=2 (repeatable; VALUE is YAML)",
     )
 
@@ -72,8 +84,15 @@ def summary_rows(summaries: dict[str, dict]) -> list[tuple[str, str]]:
     solve = summaries.get("assignment", {})
     if solve:
         gap = solve.get("gap")
-        rows.append(("assignment", f"objective {solve['objective']:.3f}, gap "
-                     f"{'n/a' if gap is None else f'{100 * gap:.2f} %'}, {solve['status']}, {solve['wall_s']:.1f} s"))
+        rows.append(
+            (
+                "assignment",
+                (
+                    f"objective {solve['objective']:.3f}, gap "
+                    f"{'n/a' if gap is None else f'{100 * gap:.2f} %'}, {solve['status']}, {solve['wall_s']:.1f} s"
+                ),
+            )
+        )
     return rows
 
 
@@ -96,5 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         print(format_table(["result", "value"], summary_rows(summaries)))
-        print(f"checkpoint: {args.out / 'model'}  (QPM.from_pretrained or `qpm predict {args.out / 'model'} IMAGE`)")
+        print(
+            f"checkpoint: {args.out / 'model'}  (QPM.from_pretrained or `qpm predict {args.out / 'model'} IMAGE`)"
+        )
     return 0

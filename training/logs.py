@@ -17,7 +17,7 @@ class _TqdmHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             tqdm.write(self.format(record))
-        except Exception:  # pragma: no cover - logging must never crash a run
+        except Exception:  # noqa: BLE001 - logging must never crash a run
             self.handleError(record)
 
 

@@ -46,7 +46,9 @@ def build_optimizer(
 
 
 @torch.inference_mode()
-def evaluate_accuracy(model: nn.Module, loader: Iterable, device: torch.device, desc: str = "test") -> float:
+def evaluate_accuracy(
+    model: nn.Module, loader: Iterable, device: torch.device, desc: str = "test"
+) -> float:
     was_training = model.training
     model.eval()
     correct = total = 0
@@ -95,18 +97,28 @@ def train_phase(
         log.info("%s: resuming after epoch %d of %d", name, start, section.epochs)
     model.to(device)
     for epoch in range(start, section.epochs):
-        record = _train_epoch(model, fdl_weight, optimizer, section, train_loader, device, name, epoch)
+        record = _train_epoch(
+            model, fdl_weight, optimizer, section, train_loader, device, name, epoch
+        )
         scheduler.step()
         last = epoch + 1 == section.epochs
         if test_loader is not None and (last or (epoch + 1) % eval_every == 0):
-            record.test_accuracy = evaluate_accuracy(model, test_loader, device, desc=f"{name} test")
+            record.test_accuracy = evaluate_accuracy(
+                model, test_loader, device, desc=f"{name} test"
+            )
         history.append(record)
         log.info(
             "%s epoch %d/%d: loss %.4f (ce %.4f, fdl %.4f), train acc %.4f%s, lr %.2e, %.1fs",
-            name, epoch + 1, section.epochs, record.loss, record.cross_entropy, record.fdl,
+            name,
+            epoch + 1,
+            section.epochs,
+            record.loss,
+            record.cross_entropy,
+            record.fdl,
             record.train_accuracy,
             "" if record.test_accuracy is None else f", test acc {record.test_accuracy:.4f}",
-            record.lr, record.seconds,
+            record.lr,
+            record.seconds,
         )
         _save_state(
             resume_path,

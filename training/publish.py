@@ -23,10 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from qpm_zoo._cmdline import format_table, print_json
 from qpm_zoo.card import README_NAME, render_model_card
 from qpm_zoo.config import CONFIG_NAME, WEIGHTS_NAME, QPMConfig, write_text_atomic
 from qpm_zoo.errors import QPMError
+from qpm_zoo.formatting import format_table, print_json
 from qpm_zoo.version import __version__
 
 DEFAULT_REVISION = "main"

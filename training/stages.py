@@ -67,7 +67,9 @@ class StageRunner:
         out = {}
         for stage, key in zip(stages, self.keys(stages).values()):
             record = self.read_record(stage.name)
-            out[stage.name] = "pending" if record is None else ("done" if record.get("key") == key else "stale")
+            out[stage.name] = (
+                "pending" if record is None else ("done" if record.get("key") == key else "stale")
+            )
         return out
 
     def run(self, stages: list[Stage]) -> dict[str, dict]:
@@ -78,7 +80,9 @@ class StageRunner:
         for stage in stages:
             record = self.read_record(stage.name)
             if not invalid and record is not None and record.get("key") == keys[stage.name]:
-                log.info("stage %s: already finished (%s), reused", stage.name, record.get("finished"))
+                log.info(
+                    "stage %s: already finished (%s), reused", stage.name, record.get("finished")
+                )
                 summaries[stage.name] = record.get("summary", {})
                 continue
             if record is not None and record.get("key") != keys[stage.name]:
@@ -112,7 +116,7 @@ class StageRunner:
     def _forget_from(self, stages: list[Stage], name: str) -> None:
         """`name` reruns, so its record and every later stage's record and results are stale."""
         names = [s.name for s in stages]
-        for later in stages[names.index(name):]:
+        for later in stages[names.index(name) :]:
             self.record_path(later.name).unlink(missing_ok=True)
             stale = [self.root / out for out in later.outputs]
             if later.name != name:

@@ -38,14 +38,25 @@ class AssignmentStatistics:
     def save(self, path: str | Path) -> None:
         """Write an .npz atomically."""
         with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, A=self.A, R=self.R, b=self.b, mean=self.mean, std=self.std,
-                     num_samples=np.asarray(self.num_samples))
+            np.savez(
+                fh,
+                A=self.A,
+                R=self.R,
+                b=self.b,
+                mean=self.mean,
+                std=self.std,
+                num_samples=np.asarray(self.num_samples),
+            )
 
     @classmethod
     def load(cls, path: str | Path) -> AssignmentStatistics:
         with np.load(path) as data:
             return cls(
-                A=data["A"], R=data["R"], b=data["b"], mean=data["mean"], std=data["std"],
+                A=data["A"],
+                R=data["R"],
+                b=data["b"],
+                mean=data["mean"],
+                std=data["std"],
                 num_samples=int(data["num_samples"]),
             )
 
@@ -155,7 +166,9 @@ class StatisticsAccumulator:
                 f"maps {tuple(maps.shape)} (expected F={self.num_features})"
             )
         if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
-            raise ValueError(f"labels must be in 0..{self.num_classes - 1}, got {int(y.min())}..{int(y.max())}")
+            raise ValueError(
+                f"labels must be in 0..{self.num_classes - 1}, got {int(y.min())}..{int(y.max())}"
+            )
         xn = x.numpy()
         if self._shift is None:
             self._shift = xn.mean(axis=0)

@@ -133,7 +133,8 @@ def assignment_figure(model: InterpretableModel | QPMConfig) -> Any:
         + legend.count("\n") * FOOTNOTE_LINE_INCHES,
     )
     grid = fig.add_gridspec(
-        2, 3 if signed else 2,
+        2,
+        3 if signed else 2,
         width_ratios=[tree_w, n * cell_w + label_w] + ([side] if signed else []),
         height_ratios=[bars_h, num_classes * cell_h + label_h],
     )
@@ -143,8 +144,13 @@ def assignment_figure(model: InterpretableModel | QPMConfig) -> Any:
     fig.add_subplot(grid[0, 0]).set_axis_off()
 
     _draw_matrix(fig, grid, ax, matrix, signed)
-    _axis_labels(ax, row_labels if label_rows else None, column_labels if label_columns else None,
-                 row_font, column_font)
+    _axis_labels(
+        ax,
+        row_labels if label_rows else None,
+        column_labels if label_columns else None,
+        row_font,
+        column_font,
+    )
     ax.set_xlabel(f"{n} features (clustered order)", fontsize=9)
     ax.yaxis.set_label_position("right")
     ax.set_ylabel(f"{num_classes} classes (clustered order)", fontsize=9)
@@ -165,15 +171,23 @@ def _draw_matrix(fig: Any, grid: Any, ax: Any, matrix: np.ndarray, signed: bool)
     """The cells: used / unused for QPM; for Q-SENN the signed weight, with a colour bar."""
     if signed:
         top = float(np.abs(matrix).max()) or 1.0
-        image = ax.imshow(matrix, cmap="RdBu_r", vmin=-top, vmax=top, aspect="auto", interpolation="nearest")
+        image = ax.imshow(
+            matrix, cmap="RdBu_r", vmin=-top, vmax=top, aspect="auto", interpolation="nearest"
+        )
         bar = fig.colorbar(image, cax=fig.add_subplot(grid[1, 2]))
         bar.set_label("class weight on the feature", fontsize=8)
         fig.add_subplot(grid[0, 2]).set_axis_off()
     else:
         from matplotlib.colors import ListedColormap
 
-        ax.imshow(matrix != 0, cmap=ListedColormap([EMPTY_COLOUR, USED_COLOUR]), vmin=0, vmax=1,
-                  aspect="auto", interpolation="nearest")
+        ax.imshow(
+            matrix != 0,
+            cmap=ListedColormap([EMPTY_COLOUR, USED_COLOUR]),
+            vmin=0,
+            vmax=1,
+            aspect="auto",
+            interpolation="nearest",
+        )
     rows, columns = matrix.shape
     if rows <= 80 and columns <= 80:  # lines between cells while cells are big enough to count
         ax.set_xticks(np.arange(-0.5, columns, 1), minor=True)
@@ -200,8 +214,9 @@ def _text_inches(labels: list[str], font: float) -> float:
     return max((len(s) for s in labels), default=0) * font * 0.6 / 72 + 0.15
 
 
-def _axis_labels(ax: Any, rows: list[str] | None, columns: list[str] | None, row_font: float,
-                 column_font: float) -> None:
+def _axis_labels(
+    ax: Any, rows: list[str] | None, columns: list[str] | None, row_font: float, column_font: float
+) -> None:
     ax.yaxis.tick_right()
     ax.set_yticks(np.arange(len(rows)) if rows else [])
     if rows:
@@ -223,7 +238,10 @@ def _draw_tree(ax: Any, linkage: np.ndarray | None) -> None:
     from matplotlib.collections import LineCollection
 
     # scipy puts leaf i at height 10·i + 5; the matrix has row i at i (top to bottom).
-    links = [np.column_stack([xs, (np.asarray(ys) - 5.0) / 10.0]) for ys, xs in zip(tree["icoord"], tree["dcoord"])]
+    links = [
+        np.column_stack([xs, (np.asarray(ys) - 5.0) / 10.0])
+        for ys, xs in zip(tree["icoord"], tree["dcoord"])
+    ]
     ax.add_collection(LineCollection(links, colors="0.35", linewidths=0.8))
     height = float(np.max(tree["dcoord"])) or 1.0
     ax.set_xlim(height * 1.04, 0.0)  # root on the left, leaves next to the matrix

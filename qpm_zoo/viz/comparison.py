@@ -40,7 +40,9 @@ COLOURS = {"a": "#c45a00", "b": "#00786f", "shared": "#4d4d4d"}
 TINTS = {"a": "#fdf1e7", "b": "#e6f4f2", "shared": "#f3f3f3"}
 
 
-def class_pair(model: InterpretableModel, class_a: int | str, class_b: int | str) -> tuple[int, int]:
+def class_pair(
+    model: InterpretableModel, class_a: int | str, class_b: int | str
+) -> tuple[int, int]:
     """The two classes' indices; an InputError unless they are two different known classes."""
     ia, ib = model.class_index(class_a), model.class_index(class_b)
     if ia == ib:
@@ -61,7 +63,11 @@ def comparison_figure(
     scale, so a column shows on which image the feature fires more.
     """
     ia, ib = class_pair(model, class_a, class_b)
-    if isinstance(images, (list, tuple)) and len(images) == 2 and all(isinstance(x, ExplainedImage) for x in images):
+    if (
+        isinstance(images, (list, tuple))
+        and len(images) == 2
+        and all(isinstance(x, ExplainedImage) for x in images)
+    ):
         examples = list(images)
     else:
         examples = pick_class_examples(model, images, [ia, ib])
@@ -80,13 +86,20 @@ def comparison_figure(
     legend = footnote_text(
         "Heat: where the feature fires on the model input; both maps of a column share one scale "
         "(the larger maximum). Numbers: normalised activation (x − mean) / std on that image."
-        + ("" if qpm else "\nWarm colours: the class's weight on the feature is positive; cool: negative."),
+        + (
+            ""
+            if qpm
+            else "\nWarm colours: the class's weight on the feature is positive; cool: negative."
+        ),
         fig_width,
     )
     fig = new_figure(
         "qpm_zoo.viz.comparison_figure (qpm compare --out)",
         fig_width,
-        2 * PANEL_INCHES + GROUP_TITLE_INCHES + lines * LINE_INCHES + FOOTNOTE_INCHES
+        2 * PANEL_INCHES
+        + GROUP_TITLE_INCHES
+        + lines * LINE_INCHES
+        + FOOTNOTE_INCHES
         + legend.count("\n") * FOOTNOTE_LINE_INCHES,
     )
     parts = fig.subfigures(1, len(widths), width_ratios=widths, wspace=0.0)
@@ -94,9 +107,13 @@ def comparison_figure(
     parts[0].suptitle(" ", fontsize=GROUP_FONT, fontweight="bold")
     image_axes = parts[0].subplots(2, 1)
     image_axes[0].set_title(_pad("examples", lines), fontsize=TITLE_FONT)
-    for ax, example, key, label in zip(image_axes, examples, "ab", (cmp.class_a.label, cmp.class_b.label)):
+    for ax, example, key, label in zip(
+        image_axes, examples, "ab", (cmp.class_a.label, cmp.class_b.label)
+    ):
         draw_image(ax, example.view)
-        ax.set_ylabel(wrap(f"{key.upper()}: {label}", 24), color=COLOURS[key], fontsize=10, fontweight="bold")
+        ax.set_ylabel(
+            wrap(f"{key.upper()}: {label}", 24), color=COLOURS[key], fontsize=10, fontweight="bold"
+        )
         diff = float(example.logits[ia] - example.logits[ib])
         note(
             ax,
@@ -106,8 +123,12 @@ def comparison_figure(
 
     for part, (key, title, features) in zip(parts[1:], groups):
         part.set_facecolor(TINTS[key])
-        part.suptitle(wrap(title, 24 * max(1, len(features)), 1), color=COLOURS[key],
-                      fontsize=GROUP_FONT, fontweight="bold")
+        part.suptitle(
+            wrap(title, 24 * max(1, len(features)), 1),
+            color=COLOURS[key],
+            fontsize=GROUP_FONT,
+            fontweight="bold",
+        )
         axes = part.subplots(2, max(1, len(features)), squeeze=False)
         if not features:
             for ax in axes[:, 0]:
@@ -116,8 +137,16 @@ def comparison_figure(
                 for spine in ax.spines.values():
                     spine.set_visible(False)
             axes[0, 0].set_title(_pad("", lines), fontsize=TITLE_FONT)
-            axes[0, 0].text(0.5, 0.0, "no features", transform=axes[0, 0].transAxes, ha="center",
-                            va="center", fontsize=9, color="0.4")
+            axes[0, 0].text(
+                0.5,
+                0.0,
+                "no features",
+                transform=axes[0, 0].transAxes,
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="0.4",
+            )
             continue
         for j, (f, column_title) in enumerate(zip(features, titles[key])):
             _draw_column(axes[:, j], f, examples, key)
@@ -130,11 +159,14 @@ def comparison_figure(
 def _column_title(f: ComparedFeature, key: str, qpm: bool) -> str:
     title = wrap(f.name, 24)
     if not qpm:
-        title += "\n" + {
-            "shared": f"w {f.weight_a:+.2f} / {f.weight_b:+.2f}",
-            "a": f"w {f.weight_a:+.2f}",
-            "b": f"w {f.weight_b:+.2f}",
-        }[key]
+        title += (
+            "\n"
+            + {
+                "shared": f"w {f.weight_a:+.2f} / {f.weight_b:+.2f}",
+                "a": f"w {f.weight_a:+.2f}",
+                "b": f"w {f.weight_b:+.2f}",
+            }[key]
+        )
     return title
 
 
@@ -143,7 +175,9 @@ def _pad(title: str, lines: int) -> str:
     return "\n" * (lines - title.count("\n") - 1) + title
 
 
-def _draw_column(axes: Sequence[Any], f: ComparedFeature, examples: Sequence[ExplainedImage], key: str) -> None:
+def _draw_column(
+    axes: Sequence[Any], f: ComparedFeature, examples: Sequence[ExplainedImage], key: str
+) -> None:
     """One feature on both examples, on a common scale; its colour follows the sign of the
     weight of the class it counts for in that cell (A's for row A of a shared feature)."""
     size = examples[0].view.shape[:2]

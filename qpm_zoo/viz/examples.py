@@ -62,7 +62,9 @@ def pick_class_examples(
     return explain_images(model, [candidates[i] for i in chosen])
 
 
-def best_predicted(predictions: Sequence[Prediction], classes: Sequence[int], labels: Sequence[str]) -> list[int]:
+def best_predicted(
+    predictions: Sequence[Prediction], classes: Sequence[int], labels: Sequence[str]
+) -> list[int]:
     """Per class, the position of its most probable prediction (the first one on ties)."""
     chosen = []
     for c in classes:

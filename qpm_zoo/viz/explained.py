@@ -47,8 +47,10 @@ def explain_images(
     pre = model.preprocessor
     out: list[ExplainedImage] = []
     for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
-        loaded = [load_image(x, start + i if is_batch(images) else None) for i, x in enumerate(chunk)]
+        chunk = items[start : start + batch_size]
+        loaded = [
+            load_image(x, start + i if is_batch(images) else None) for i, x in enumerate(chunk)
+        ]
         batch = np.stack([pre.to_model_input(item) for item in loaded])
         logits, features, maps = model._forward_arrays(batch, with_maps=True)
         if maps is None or maps.ndim != 4 or maps.shape[:2] != features.shape:

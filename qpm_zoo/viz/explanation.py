@@ -41,7 +41,9 @@ def explanation_figure(
     the map's maximum, titled with the feature's name, its contribution and its activation.
     """
     if is_batch(image):
-        raise InputError(f"explanation_figure draws one image; got a list of {len(image)} (make one figure each)")
+        raise InputError(
+            f"explanation_figure draws one image; got a list of {len(image)} (make one figure each)"
+        )
     item = image if isinstance(image, ExplainedImage) else explain_images(model, image, top_k)[0]
     pred, expl = item.prediction, item.prediction.explanation
     panels = 1 + len(expl.features)
@@ -52,7 +54,9 @@ def explanation_figure(
     fig = new_figure(
         "qpm_zoo.viz.explanation_figure (qpm explain --out)",
         fig_width,
-        rows * (PANEL_INCHES + TITLE_INCHES) + HEADER_INCHES + legend.count("\n") * FOOTNOTE_LINE_INCHES,
+        rows * (PANEL_INCHES + TITLE_INCHES)
+        + HEADER_INCHES
+        + legend.count("\n") * FOOTNOTE_LINE_INCHES,
     )
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     height, width = item.view.shape[:2]

@@ -66,7 +66,11 @@ def write_figures(
     explained = explain_images(model, [candidates[i] for i in chosen])
     folder = Path(folder)
     return {
-        "explanation": save_figure(explanation_figure(model, explained[0]), folder / FIGURE_NAMES[0], dpi),
-        "comparison": save_figure(comparison_figure(model, a, b, explained[1:]), folder / FIGURE_NAMES[1], dpi),
+        "explanation": save_figure(
+            explanation_figure(model, explained[0]), folder / FIGURE_NAMES[0], dpi
+        ),
+        "comparison": save_figure(
+            comparison_figure(model, a, b, explained[1:]), folder / FIGURE_NAMES[1], dpi
+        ),
         "assignment": save_figure(assignment_figure(model), folder / FIGURE_NAMES[2], dpi),
     }

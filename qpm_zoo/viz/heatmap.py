@@ -39,7 +39,9 @@ def normalise_map(values: np.ndarray, top: float | None = None) -> np.ndarray:
     return np.clip(values / scale, 0.0, 1.0)
 
 
-def feature_heatmap(values: np.ndarray, size: tuple[int, int], top: float | None = None) -> np.ndarray:
+def feature_heatmap(
+    values: np.ndarray, size: tuple[int, int], top: float | None = None
+) -> np.ndarray:
     """One feature map as a [0, 1] heatmap over the model input of `size` = (height, width).
 
     `top` sets the value shown as 1 (default: the upsampled map's maximum); pass a shared value

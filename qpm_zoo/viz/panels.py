@@ -71,8 +71,20 @@ def note(ax: Any, text: str, where: str = "lower left") -> None:
         "center": (0.5, 0.5, "center", "center"),
     }[where]
     ax.text(
-        x, y, text, transform=ax.transAxes, ha=ha, va=va, fontsize=7.5, color="0.15",
-        bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "none", "alpha": 0.75},
+        x,
+        y,
+        text,
+        transform=ax.transAxes,
+        ha=ha,
+        va=va,
+        fontsize=7.5,
+        color="0.15",
+        bbox={
+            "boxstyle": "round,pad=0.25",
+            "facecolor": "white",
+            "edgecolor": "none",
+            "alpha": 0.75,
+        },
     )
 
 

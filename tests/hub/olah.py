@@ -17,6 +17,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from typing_extensions import Self
+
 from . import REPO_ROOT
 
 OLAH_VERSION = "0.5.4"
@@ -83,7 +85,7 @@ class OlahServer:
             ]
         )
 
-    def __enter__(self) -> OlahServer:
+    def __enter__(self) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "olah.toml"
         config.write_text(self._config())

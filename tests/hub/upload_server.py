@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
+from typing_extensions import Self
 
 from .git_objects import GITATTRIBUTES, LfsPointer, git_blob_oid, is_lfs_path
 
@@ -140,7 +141,7 @@ class HubTestServer:
             target=self._httpd.serve_forever, name="hub-test-server", daemon=True
         )
 
-    def __enter__(self) -> HubTestServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -392,7 +393,7 @@ def _handler_for(hub: HubTestServer) -> type[BaseHTTPRequestHandler]:
                 if e.code:
                     headers["X-Error-Code"] = e.code
                 self._send_json(e.status, {"error": e.message}, headers)
-            except Exception as e:  # a bug in this server: answer, and leave a 500 in the log
+            except Exception as e:  # noqa: BLE001 - a bug in this server: answer, and leave a 500 in the log
                 self._send_json(500, {"error": f"test Hub failed: {e!r}"})
             finally:
                 with hub.state.lock:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from qpm_zoo._cmdline import format_table, print_json
+from qpm_zoo.formatting import format_table, print_json
 
 from .build import build_datasets
 from .config import DATASETS, DataConfig, DataConfigError
@@ -107,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training data", description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training data", description=(__doc__ or "").splitlines()[0]
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

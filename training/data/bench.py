@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from PIL import Image
 
-from qpm_zoo._cmdline import format_table, print_json
+from qpm_zoo.formatting import format_table, print_json
 
 from .concepts import ConceptGenerator
 from .config import ConceptsConfig

@@ -543,5 +543,11 @@ def open_splits(cfg: DataConfig) -> DataSplits:
     attributes = np.zeros((len(generator.class_names), len(generator.concept_names)))
     for c, concepts in enumerate(generator.class_concepts):
         attributes[c, sorted(concepts)] = 1.0
-    return DataSplits("concepts", train, test, generator.class_names, class_attributes=attributes,
-                      attribute_names=list(generator.concept_names))
+    return DataSplits(
+        "concepts",
+        train,
+        test,
+        generator.class_names,
+        class_attributes=attributes,
+        attribute_names=list(generator.concept_names),
+    )

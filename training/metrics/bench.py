@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from qpm_zoo._cmdline import format_table, print_json
+from qpm_zoo.formatting import format_table, print_json
 
 from . import (
     PointingGame,

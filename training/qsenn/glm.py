@@ -23,7 +23,9 @@ class GLMFit:
     converged: bool
 
 
-def cross_entropy_grad(Z: torch.Tensor, Y: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+def cross_entropy_grad(
+    Z: torch.Tensor, Y: torch.Tensor, W: torch.Tensor, b: torch.Tensor
+) -> tuple[float, torch.Tensor, torch.Tensor]:
     """Mean cross-entropy and its gradients w.r.t. W [C, F] and b [C]; Y is one-hot [N, C]."""
     logits = Z @ W.T + b
     log_p = torch.log_softmax(logits, dim=1)
@@ -70,7 +72,11 @@ def fit_elastic_net(
     b = torch.zeros(C, dtype=Z.dtype) if bias is None else bias.clone()
     if step is None:
         # 1 / L for the smooth part: softmax CE has Hessian ≤ ½‖[Z, 1]‖² / N
-        step = 1.0 / (0.5 * (float(torch.linalg.matrix_norm(Z, ord=2)) ** 2 + N) / N + lam * (1 - alpha) + 1e-12)
+        step = 1.0 / (
+            0.5 * (float(torch.linalg.matrix_norm(Z, ord=2)) ** 2 + N) / N
+            + lam * (1 - alpha)
+            + 1e-12
+        )
     W_prev, b_prev = W.clone(), b.clone()
     t = 1.0
     history: list[float] = []
@@ -87,7 +93,11 @@ def fit_elastic_net(
             b_new = Vb - step * gb
             f_new, _, _ = cross_entropy_grad(Z, Y, W_new, b_new)
             dW, db = W_new - VW, b_new - Vb
-            bound = f_v + float((gW * dW).sum() + (gb * db).sum()) + (float((dW * dW).sum() + (db * db).sum())) / (2 * step)
+            bound = (
+                f_v
+                + float((gW * dW).sum() + (gb * db).sum())
+                + (float((dW * dW).sum() + (db * db).sum())) / (2 * step)
+            )
             if f_new <= bound + 1e-12 or step < 1e-12:
                 break
             step *= 0.5

@@ -46,7 +46,9 @@ def fit_sparse_layer(
     return W, b, accuracy
 
 
-def quantise(weight: np.ndarray, bias: np.ndarray, per_class: int) -> tuple[np.ndarray, np.ndarray, float]:
+def quantise(
+    weight: np.ndarray, bias: np.ndarray, per_class: int
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Keep the per_class·C largest |weights| (ties broken by position), set them to ±m and
     ramp the bias by each class's count of positive minus negative weights."""
     weight = np.asarray(weight, dtype=np.float64)
@@ -69,7 +71,9 @@ def quantise(weight: np.ndarray, bias: np.ndarray, per_class: int) -> tuple[np.n
     return quantised.astype(np.float32), ramp.astype(np.float32), magnitude
 
 
-def quantised_layer(Z: torch.Tensor, labels: torch.Tensor, num_classes: int, per_class: int, **kwargs) -> QuantisedLayer:
+def quantised_layer(
+    Z: torch.Tensor, labels: torch.Tensor, num_classes: int, per_class: int, **kwargs
+) -> QuantisedLayer:
     W, b, accuracy = fit_sparse_layer(Z, labels, num_classes, **kwargs)
     weight, bias, magnitude = quantise(W.numpy(), b.numpy(), per_class)
     return QuantisedLayer(weight, bias, magnitude, accuracy)

@@ -31,7 +31,7 @@ def select_features(
     max_iter: int = 500,
 ) -> list[int]:
     """Indices of n features of the normalised features Z [N, F], in the order they entered."""
-    N, F = Z.shape
+    _N, F = Z.shape
     if not 1 <= n <= F:
         raise ValueError(f"n must be in 1..{F} (the number of features), got {n}")
     Y = one_hot(labels, num_classes, Z.dtype)
@@ -44,7 +44,16 @@ def select_features(
     for lam in lams:
         while True:
             if selected:
-                fit = fit_elastic_net(Z[:, selected], Y, lam, alpha, group=True, weight=W_sel, bias=b, max_iter=max_iter)
+                fit = fit_elastic_net(
+                    Z[:, selected],
+                    Y,
+                    lam,
+                    alpha,
+                    group=True,
+                    weight=W_sel,
+                    bias=b,
+                    max_iter=max_iter,
+                )
                 W_sel, b = fit.weight, fit.bias
             W = torch.zeros(num_classes, F, dtype=Z.dtype)
             W[:, selected] = W_sel
@@ -56,7 +65,13 @@ def select_features(
                 break
             selected.append(candidate)
             W_sel = torch.cat([W_sel, torch.zeros(num_classes, 1, dtype=Z.dtype)], dim=1)
-            log.info("q-senn selection: feature %d enters at λ=%.4g (%d/%d)", candidate, lam, len(selected), n)
+            log.info(
+                "q-senn selection: feature %d enters at λ=%.4g (%d/%d)",
+                candidate,
+                lam,
+                len(selected),
+                n,
+            )
             if len(selected) == n:
                 return selected
     raise RuntimeError(

@@ -21,7 +21,7 @@ import time
 import numpy as np
 from pyscipopt import Model, quicksum
 
-from qpm_zoo._cmdline import format_table
+from qpm_zoo.formatting import format_table
 from training.solver.instances import InstanceSpec, generate_statistics
 from training.solver.problem import CHECK_NAMES, AssignmentProblem
 from training.solver.solve import relative_gap, solve_assignment

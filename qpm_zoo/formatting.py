@@ -1,8 +1,11 @@
-"""Plain-text renderings of predictions, class explanations and comparisons (for people; programs
-use the results' `to_dict()`). Used by the `qpm` command and the training demo."""
+"""Output of the command lines: plain-text renderings of predictions, class explanations,
+comparisons and tables (for people), and JSON (for programs: the results' `to_dict()`)."""
 
 from __future__ import annotations
 
+import json
+import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +41,9 @@ def format_class(expl: ClassExplanation) -> str:
     """A class's features and who shares them, for people."""
     lines: list[str] = []
     bias = f", bias {expl.bias:+.3f}" if expl.bias else ""
-    lines.append(f"{expl.label} (class {expl.class_index}) uses {len(expl.features)} features{bias}:")
+    lines.append(
+        f"{expl.label} (class {expl.class_index}) uses {len(expl.features)} features{bias}:"
+    )
     for f in expl.features:
         weight = "" if f.weight == 1.0 else f" weight {f.weight:+.3f},"
         desc = f" - {f.description}" if f.description else ""
@@ -72,3 +77,41 @@ def format_comparison(cmp: ClassComparison) -> str:
     line(f"only {a}", cmp.only_a, "a")
     line(f"only {b}", cmp.only_b, "b")
     return "\n".join(lines)
+
+
+def format_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], floatfmt: str = ".4g"
+) -> str:
+    """A plain-text table with aligned columns (numbers right-aligned)."""
+
+    def cell(v: Any) -> str:
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, float):
+            return "-" if math.isnan(v) else format(v, floatfmt)
+        return "-" if v is None else str(v)
+
+    text = [[cell(v) for v in row] for row in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in text)) if text else len(h) for i, h in enumerate(headers)
+    ]
+    numeric = [
+        all(isinstance(row[i], (int, float)) and not isinstance(row[i], bool) for row in rows)
+        if rows
+        else False
+        for i in range(len(headers))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)
+        ).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out.extend(line(r) for r in text)
+    return "\n".join(out)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, allow_nan=False)
+    sys.stdout.write("\n")

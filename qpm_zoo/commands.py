@@ -1,0 +1,68 @@
+"""The one command mechanism of `qpm`, `python -m training` and `python -m export`: subcommands
+registered by module path, imported only when chosen, and errors caught in one place."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import QPMError
+
+
+def _summary(module_name: str) -> str | None:
+    """The first docstring line of a command module, read without importing it (keeps --help
+    fast); None when the module does not exist."""
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except ModuleNotFoundError:
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    with open(spec.origin, encoding="utf-8") as fh:
+        doc = ast.get_docstring(ast.parse(fh.read())) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def run_commands(
+    prog: str, description: str, commands: dict[str, str], argv: Sequence[str] | None
+) -> int:
+    """Parse `argv` for one of `commands` (name → module path) and run it.
+
+    A command module defines `add_arguments(parser)` and `run(args) -> int`; the first line of
+    its docstring is the command's help. Only the chosen command's module is imported.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in commands.items():
+        summary = _summary(module_name)
+        if summary is None:
+            continue
+        p = sub.add_parser(name, help=summary, description=summary)
+        if argv and argv[0] == name:
+            importlib.import_module(module_name).add_arguments(p)
+    args = parser.parse_args(argv)
+    return run_guarded(
+        f"{prog} {args.command}", lambda: importlib.import_module(commands[args.command]).run(args)
+    )
+
+
+def run_guarded(name: str, action: Callable[[], int | None]) -> int:
+    """Run a command's action: a QPMError (an error the product raises on purpose) becomes one
+    line on stderr and exit status 2, Ctrl-C exits 130, and a closed pipe (`... | head`) ends
+    quietly, as command-line tools do."""
+    try:
+        return int(action() or 0)
+    except QPMError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
