@@ -1,9 +1,6 @@
-import os
-import sys
+"""`python -m export`: the commands registered in export.cli."""
 
-# Before torch loads OpenMP: on small, busy machines spinning OpenMP threads can make small
-# tensor work tens of times slower (see environment.md). An explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import sys
 
 from .cli import main
 

@@ -11,6 +11,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+# Before torch loads OpenMP (every command module imports this one first): on small, busy
+# machines spinning OpenMP threads make small tensor work many times slower. An explicit
+# setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .errors import QPMError
 
 
