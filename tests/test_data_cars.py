@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from training.data import DataConfig, DataConfigError, build_datasets
+from training.data import DataConfig, DataConfigError, build_datasets, check_dataset_files
 
 CLASS_NAMES = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Acura TL Sedan 2012"]
 FIELDS = [
@@ -80,7 +80,7 @@ def test_errors_name_the_files(tmp_path):
     with pytest.raises(
         DataConfigError, match=f"{labelled}: does not exist; expected the labelled test annotations"
     ):
-        config(tmp_path).validate()
+        check_dataset_files(config(tmp_path))
     (tmp_path / "elsewhere.mat").rename(labelled)
 
     scipy.io.savemat(

@@ -10,6 +10,7 @@ from training.data import (
     DataConfig,
     DataConfigError,
     build_datasets,
+    check_dataset_files,
     stratified_indices,
 )
 
@@ -111,10 +112,12 @@ def test_paths_are_checked_before_training(tmp_path):
     for name in ("imagefolder", "cub200", "stanford_cars", "fashion_mnist"):
         cfg = DataConfig.from_dict({"name": name, "root": str(missing)}, "train.yaml")
         with pytest.raises(DataConfigError, match=f"{missing}: does not exist"):
-            cfg.validate()
+            check_dataset_files(cfg)
         with pytest.raises(DataConfigError, match=f"{missing}: does not exist"):
             build_datasets(cfg)
-    DataConfig.from_dict({"name": "concepts"}, "train.yaml").validate()  # nothing on disk to check
+    check_dataset_files(
+        DataConfig.from_dict({"name": "concepts"}, "train.yaml")
+    )  # nothing on disk to check
 
 
 def test_stratified_indices_keep_class_shares():

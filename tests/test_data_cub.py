@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.data import DataConfig, DataConfigError, build_datasets
+from training.data import DataConfig, DataConfigError, build_datasets, check_dataset_files
 
 CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
 # id, class, is_train, (x, y, w, h), image size
@@ -100,9 +100,9 @@ def test_errors_name_files_and_lines(tmp_path):
         build_datasets(config(tmp_path))
 
     (base / "bounding_boxes.txt").unlink()
-    config(tmp_path).validate()  # boxes are only needed for crops
+    check_dataset_files(config(tmp_path))  # boxes are only needed for crops
     with pytest.raises(DataConfigError, match=f"{base / 'bounding_boxes.txt'}: does not exist"):
-        config(tmp_path, crop_to_bbox=True).validate()
+        check_dataset_files(config(tmp_path, crop_to_bbox=True))
 
     (base / "train_test_split.txt").write_text("1 1\n2 zero\n")
     with pytest.raises(

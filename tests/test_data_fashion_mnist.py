@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data import DataConfig, DataConfigError, build_datasets
+from training.data import DataConfig, DataConfigError, build_datasets, check_dataset_files
 from training.data.fashion_mnist import CLASS_NAMES, read_idx
 
 REAL = Path("/usr/share/datasets/fashion-mnist")
@@ -80,7 +80,7 @@ def test_bad_files_are_named(tiny, tmp_path):
         DataConfigError,
         match="missing t10k-labels-idx1-ubyte.gz .*apt-get install dataset-fashion-mnist",
     ):
-        DataConfig.from_dict({"name": "fashion_mnist", "root": str(root)}, "t").validate()
+        check_dataset_files(DataConfig.from_dict({"name": "fashion_mnist", "root": str(root)}, "t"))
 
 
 def test_label_count_must_match_images(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.data import DataConfig, DataConfigError, build_datasets
+from training.data import DataConfig, DataConfigError, build_datasets, check_dataset_files
 
 
 def write_image(path: Path, color: tuple[int, int, int], mode: str = "RGB", size=(20, 14)) -> None:
@@ -53,7 +53,7 @@ def test_layout_errors_name_the_folders(tmp_path):
     write_image(tmp_path / "train" / "c_wren" / "1.png", (0, 0, 200))
     (tmp_path / "test" / "d_tit").mkdir()
     with pytest.raises(DataConfigError) as info:
-        config(tmp_path).validate()
+        check_dataset_files(config(tmp_path))
     message = str(info.value)
     assert (
         f"only in {tmp_path / 'train'}: ['c_wren']" in message

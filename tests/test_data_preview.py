@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from training.cli import main as training_main
 from training.data import DataConfig, DataConfigError, build_datasets
-from training.data.__main__ import main
 from training.data.preview import BOX_COLORS, TILE, class_folder_names, contact_sheet, export_splits
 
 CONCEPTS = {
@@ -84,6 +84,10 @@ def test_class_folder_names_sort_in_label_order():
         "1 Trouser",
         "2 Bag",
     ]
+
+
+def main(argv: list[str]) -> int:
+    return training_main(["data", *argv])
 
 
 def test_cli_summary_sheet_and_errors(tmp_path, capsys):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from training.fdl import feature_diversity_loss
+from training.nn.fdl import feature_diversity_loss
 
 
 def literal_fdl(

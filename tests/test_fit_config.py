@@ -12,6 +12,7 @@ import yaml
 
 from training.cli import main
 from training.config import FitConfig, FitConfigError
+from training.data import check_dataset_files
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -87,7 +88,7 @@ def test_empty_class_folder_is_named(tmp_path):
         _write(tmp_path, {**BASE, "data": {"name": "imagefolder", "root": str(root)}})
     )
     with pytest.raises(ValueError, match=r"train/dog"):
-        config.data.validate()
+        check_dataset_files(config.data)
 
 
 def test_overrides_use_dotted_keys_and_are_validated(tmp_path):

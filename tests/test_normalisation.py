@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from qpm_zoo.head import InterpretableHead
-from training.normalisation import trainable_normalisation
+from training.nn.normalisation import trainable_normalisation
 
 
 def _head(scale: float) -> InterpretableHead:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.pretrained import (
+from training.nn.pretrained import (
     PretrainedWeightsError,
     create_backbone,
     load_offline_weights,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from training.stages import Stage, StageRunner
+from training.stage_cache import Stage, StageRunner
 
 
 class Recorder:

@@ -6,15 +6,17 @@ from collections.abc import Sequence
 
 from qpm_zoo.commands import run_commands
 
-#: command name → module; each module defines add_arguments(parser) and run(args).
+#: command name → module (training/commands/); each defines add_arguments(parser) and run(args).
+#: A module that does not exist (yet) is left out of the command list.
 COMMANDS: dict[str, str] = {
-    "fit": "training.fit",
-    "demo": "training.demo",
-    "evaluate": "training.evaluate",
-    "compare": "training.compare",
-    "publish": "training.publish",
-    "data": "training.data.__main__",
-    "solver-bench": "training.solver.bench",
+    "fit": "training.commands.fit",
+    "demo": "training.commands.demo",
+    "evaluate": "training.commands.evaluate",
+    "compare": "training.commands.compare",
+    "publish": "training.commands.publish",
+    "import-authors": "training.commands.import_authors",
+    "data": "training.commands.data",
+    "solver-bench": "training.commands.solver_bench",
 }
 
 

@@ -8,291 +8,237 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import tomllib
+from pydantic import (
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
-from qpm_zoo._fields import FieldReader
-
+from .config_files import read_config_file
+from .data.config import DataConfig
 from .data.transforms import AUGMENTS
+from .errors import DataConfigError, FitConfigError
+from .schema import (
+    FieldProblem,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Section,
+    in_interval,
+    validate,
+)
+
+__all__ = [
+    "MODEL_TYPES",
+    "AssignmentSection",
+    "DenseSection",
+    "FinetuneSection",
+    "FitConfig",
+    "FitConfigError",
+    "ModelSection",
+    "QSENNSection",
+    "RuntimeSection",
+    "TrainSection",
+]
 
 MODEL_TYPES = ("qpm", "qsenn")
 
-
-class FitConfigError(ValueError):
-    """The training config cannot be used (a field is unknown, mistyped or out of range)."""
+Fraction = Annotated[PositiveFloat, Field(le=1)]  #: in (0, 1]
 
 
-def _reader(data: Any, source: str, path: str = "") -> FieldReader:
-    return FieldReader(data, source, path, error=FitConfigError)
-
-
-def _section(f: FieldReader, key: str) -> FieldReader:
-    """A sub-section's reader; a missing section reads as empty (all defaults)."""
-    return f.sub(key) if f.get(key, None) is not None else _reader({}, f.source, f.name(key))
-
-
-def _positive(f: FieldReader, key: str, default: Any, integer: bool = False) -> Any:
-    value = f.int(key, default) if integer else f.float(key, default)
-    if value <= 0:
-        raise f.error(key, f"must be positive, got {value}")
-    return value
-
-
-def _non_negative(f: FieldReader, key: str, default: float) -> float:
-    value = f.float(key, default)
-    if value < 0:
-        raise f.error(key, f"must not be negative, got {value}")
-    return value
-
-
-@dataclass(frozen=True)
-class ModelSection:
+class ModelSection(Section):
     """The backbone and its input preprocessing."""
 
-    backbone: str = "resnet50"
+    backbone: StrictStr = "resnet50"
     pretrained: bool | str = False  #: false, true (timm or offline weights) or a weights file path
-    reduced_strides: bool = False
-    kwargs: dict = field(default_factory=dict)
-    input_size: int = 224
-    interpolation: str | None = None  #: None: the backbone's timm default
-    crop_pct: float | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
+    reduced_strides: StrictBool = False
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    input_size: PositiveInt = 224
+    interpolation: StrictStr | None = None  #: None: the backbone's timm default
+    crop_pct: Annotated[StrictFloat, in_interval(0.0, 1.0)] | None = None
+    mean: tuple[StrictFloat, ...] | None = None
+    std: tuple[StrictFloat, ...] | None = None
 
+    @field_validator("pretrained", mode="before")
     @classmethod
-    def parse(cls, f: FieldReader) -> ModelSection:
-        pretrained = f.get("pretrained", False)
-        if not isinstance(pretrained, (bool, str)):
-            raise f.error("pretrained", "must be true, false or the path of a weights file")
-        mean = f.float_list("mean", None)
-        std = f.float_list("std", None)
-        for key, value in (("mean", mean), ("std", std)):
-            if value is not None and len(value) != 3:
-                raise f.error(key, f"must hold 3 numbers, got {len(value)}")
-        crop_pct = f.float("crop_pct", None)
-        if crop_pct is not None and not 0 < crop_pct <= 1:
-            raise f.error("crop_pct", f"must be in (0, 1], got {crop_pct}")
-        out = cls(
-            backbone=f.str("backbone", "resnet50"),
-            pretrained=pretrained,
-            reduced_strides=f.bool("reduced_strides", False),
-            kwargs=f.dict("kwargs", {}),
-            input_size=_positive(f, "input_size", 224, integer=True),
-            interpolation=f.str("interpolation", None),
-            crop_pct=crop_pct,
-            mean=None if mean is None else tuple(mean),
-            std=None if std is None else tuple(std),
-        )
-        f.reject_unknown()
-        return out
+    def _bool_or_path(cls, value: Any) -> Any:
+        if not isinstance(value, (bool, str)):
+            raise ValueError(  # noqa: TRY004 - pydantic reports ValueErrors
+                "must be true, false or the path of a weights file"
+            )
+        return value
+
+    @field_validator("crop_pct")
+    @classmethod
+    def _positive_share(cls, value: float | None) -> float | None:
+        if value is not None and value == 0:
+            raise ValueError(f"must be in (0, 1], got {value:g}")
+        return value
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _three_numbers(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is not None and len(value) != 3:
+            raise ValueError(f"must hold 3 numbers, got {len(value)}")
+        return value
 
 
-@dataclass(frozen=True)
-class TrainSection:
+class TrainSection(Section):
     """One SGD training phase (dense training or fine-tuning) with the feature diversity loss."""
 
-    epochs: int
-    batch_size: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    step_size: int
-    gamma: float
-    fdl_weight: float
-    dropout: float
-    augment: str
-    classifier_lr: float | None = None  #: dense only: the linear layer's learning rate
+    epochs: NonNegativeInt
+    batch_size: PositiveInt
+    lr: PositiveFloat
+    momentum: Annotated[NonNegativeFloat, Field(lt=1)]
+    weight_decay: NonNegativeFloat
+    step_size: PositiveInt
+    gamma: PositiveFloat
+    fdl_weight: NonNegativeFloat
+    dropout: Annotated[StrictFloat, in_interval(0.0, 1.0, high_open=True)]
+    augment: Literal[AUGMENTS]  # type: ignore[valid-type]
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        if self.classifier_lr is None:  # only dense training has a separate classifier rate
-            del out["classifier_lr"]
-        return out
-
-    @classmethod
-    def parse(cls, f: FieldReader, defaults: TrainSection) -> TrainSection:
-        d = defaults
-        out = cls(
-            epochs=f.int("epochs", d.epochs, minimum=0),
-            batch_size=_positive(f, "batch_size", d.batch_size, integer=True),
-            lr=_positive(f, "lr", d.lr),
-            momentum=_non_negative(f, "momentum", d.momentum),
-            weight_decay=_non_negative(f, "weight_decay", d.weight_decay),
-            step_size=_positive(f, "step_size", d.step_size, integer=True),
-            gamma=_positive(f, "gamma", d.gamma),
-            fdl_weight=_non_negative(f, "fdl_weight", d.fdl_weight),
-            dropout=f.float("dropout", d.dropout),
-            augment=f.str("augment", d.augment, AUGMENTS),
-            classifier_lr=(
-                None if d.classifier_lr is None else _positive(f, "classifier_lr", d.classifier_lr)
-            ),
-        )
-        if not 0 <= out.dropout < 1:
-            raise f.error("dropout", f"must be in [0, 1), got {out.dropout}")
-        if out.momentum >= 1:
-            raise f.error("momentum", f"must be below 1, got {out.momentum}")
-        f.reject_unknown()
-        return out
+        return self.model_dump()
 
 
-#: The paper's recipe (CUB, ResNet-50): dense 150 epochs, fine-tuning 40 epochs.
-PAPER_DENSE = TrainSection(
-    epochs=150,
-    batch_size=16,
-    lr=5e-3,
-    classifier_lr=1e-2,
-    momentum=0.9,
-    weight_decay=5e-4,
-    step_size=30,
-    gamma=0.4,
-    fdl_weight=0.196,
-    dropout=0.2,
-    augment="paper",
-)
-PAPER_FINETUNE = TrainSection(
-    epochs=40,
-    batch_size=16,
-    lr=1e-4,
-    momentum=0.95,
-    weight_decay=5e-4,
-    step_size=10,
-    gamma=0.4,
-    fdl_weight=0.196,
-    dropout=0.1,
-    augment="paper",
-)
+class DenseSection(TrainSection):
+    """Dense training; the paper's recipe (CUB, ResNet-50) by default."""
+
+    epochs: NonNegativeInt = 150
+    batch_size: PositiveInt = 16
+    lr: PositiveFloat = 5e-3
+    classifier_lr: PositiveFloat = 1e-2  #: the linear layer's learning rate
+    momentum: Annotated[NonNegativeFloat, Field(lt=1)] = 0.9
+    weight_decay: NonNegativeFloat = 5e-4
+    step_size: PositiveInt = 30
+    gamma: PositiveFloat = 0.4
+    fdl_weight: NonNegativeFloat = 0.196
+    dropout: Annotated[StrictFloat, in_interval(0.0, 1.0, high_open=True)] = 0.2
+    augment: Literal[AUGMENTS] = "paper"  # type: ignore[valid-type]
 
 
-@dataclass(frozen=True)
-class AssignmentSection:
+class FinetuneSection(TrainSection):
+    """Fine-tuning of the QPM (and each Q-SENN round); the paper's recipe by default."""
+
+    epochs: NonNegativeInt = 40
+    batch_size: PositiveInt = 16
+    lr: PositiveFloat = 1e-4
+    momentum: Annotated[NonNegativeFloat, Field(lt=1)] = 0.95
+    weight_decay: NonNegativeFloat = 5e-4
+    step_size: PositiveInt = 10
+    gamma: PositiveFloat = 0.4
+    fdl_weight: NonNegativeFloat = 0.196
+    dropout: Annotated[StrictFloat, in_interval(0.0, 1.0, high_open=True)] = 0.1
+    augment: Literal[AUGMENTS] = "paper"  # type: ignore[valid-type]
+
+
+class AssignmentSection(Section):
     """The discrete optimisation: n selected features, k per class, the solver's budget."""
 
-    n: int = 50
-    k: int = 5
-    time_limit: float = 600.0
-    mip_gap: float = 0.0
+    n: PositiveInt = 50
+    k: PositiveInt = 5
+    time_limit: PositiveFloat = 600.0
+    mip_gap: NonNegativeFloat = 0.0
 
-    @classmethod
-    def parse(cls, f: FieldReader) -> AssignmentSection:
-        out = cls(
-            n=_positive(f, "n", 50, integer=True),
-            k=_positive(f, "k", 5, integer=True),
-            time_limit=_positive(f, "time_limit", 600.0),
-            mip_gap=_non_negative(f, "mip_gap", 0.0),
-        )
-        if out.k > out.n:
-            raise f.error("k", f"is {out.k}, more than n={out.n} selected features")
-        f.reject_unknown()
-        return out
+    @model_validator(mode="after")
+    def _k_within_n(self) -> AssignmentSection:
+        if self.k > self.n:
+            raise FieldProblem("k", f"is {self.k}, more than n={self.n} selected features")
+        return self
 
 
-@dataclass(frozen=True)
-class QSENNSection:
+class QSENNSection(Section):
     """Q-SENN's sparsification and its rounds (method.md §5); n and k come from `assignment`."""
 
-    rounds: int = 4
-    later_epochs: int = 10  #: fine-tuning epochs of rounds 2.. (round 1 uses `finetune.epochs`)
-    lr_decay: float = 0.9  #: round r ≥ 2 fine-tunes with finetune.lr · lr_decay^(r−2)
-    selection_alpha: float = 0.8  #: elastic-net mix of the group-sparse feature selection
-    layer_alpha: float = 0.99  #: elastic-net mix of the sparse layer
-    path_steps: int = 30
-    epsilon: float = 1e-3  #: the path ends at epsilon · λ_max
-
-    @classmethod
-    def parse(cls, f: FieldReader) -> QSENNSection:
-        d = cls()
-        out = cls(
-            rounds=_positive(f, "rounds", d.rounds, integer=True),
-            later_epochs=f.int("later_epochs", d.later_epochs, minimum=0),
-            lr_decay=_positive(f, "lr_decay", d.lr_decay),
-            selection_alpha=_positive(f, "selection_alpha", d.selection_alpha),
-            layer_alpha=_positive(f, "layer_alpha", d.layer_alpha),
-            path_steps=_positive(f, "path_steps", d.path_steps, integer=True),
-            epsilon=_positive(f, "epsilon", d.epsilon),
-        )
-        for key in ("selection_alpha", "layer_alpha", "epsilon"):
-            if getattr(out, key) > 1:
-                raise f.error(key, f"must be at most 1, got {getattr(out, key)}")
-        f.reject_unknown()
-        return out
+    rounds: PositiveInt = 4
+    later_epochs: NonNegativeInt = (
+        10  #: fine-tuning epochs of rounds 2.. (round 1: finetune.epochs)
+    )
+    lr_decay: PositiveFloat = 0.9  #: round r ≥ 2 fine-tunes with finetune.lr · lr_decay^(r−2)
+    selection_alpha: Fraction = 0.8  #: elastic-net mix of the group-sparse feature selection
+    layer_alpha: Fraction = 0.99  #: elastic-net mix of the sparse layer
+    path_steps: PositiveInt = 30
+    epsilon: Fraction = 1e-3  #: the path ends at epsilon · λ_max
 
 
-@dataclass(frozen=True)
-class RuntimeSection:
+class RuntimeSection(Section):
     """How to run, not what to compute: changing these never invalidates a finished stage."""
 
-    device: str = "cpu"
-    num_workers: int = 0
-    eval_batch_size: int = 64
-    threads: int | None = None
-
-    @classmethod
-    def parse(cls, f: FieldReader) -> RuntimeSection:
-        out = cls(
-            device=f.str("device", "cpu"),
-            num_workers=f.int("num_workers", 0, minimum=0),
-            eval_batch_size=_positive(f, "eval_batch_size", 64, integer=True),
-            threads=f.int("threads", None, minimum=1),
-        )
-        f.reject_unknown()
-        return out
+    device: StrictStr = "cpu"
+    num_workers: NonNegativeInt = 0
+    eval_batch_size: PositiveInt = 64
+    threads: Annotated[StrictInt, Field(ge=1)] | None = None
 
 
-@dataclass(frozen=True)
-class FitConfig:
+#: sections that may be left out (or written as null): all their fields have defaults
+_OPTIONAL_SECTIONS = ("dense", "assignment", "finetune", "runtime", "qsenn")
+
+
+class FitConfig(Section):
     """A whole training run: data → dense → statistics → assignment → fine-tuning → metrics."""
 
-    data: Any  #: training.data.DataConfig
+    data: DataConfig
     model: ModelSection
-    dense: TrainSection
-    assignment: AssignmentSection
-    finetune: TrainSection
-    runtime: RuntimeSection = field(default_factory=RuntimeSection)
-    model_type: str = "qpm"
-    seed: int = 0
-    qsenn: QSENNSection = field(default_factory=QSENNSection)
-    publish: dict = field(default_factory=dict)  #: model-card metadata: license, dataset, ...
-    source: str = "<dict>"
+    dense: DenseSection = DenseSection()
+    assignment: AssignmentSection = AssignmentSection()
+    finetune: FinetuneSection = FinetuneSection()
+    runtime: RuntimeSection = RuntimeSection()
+    model_type: Literal[MODEL_TYPES] = "qpm"  # type: ignore[valid-type]
+    seed: NonNegativeInt = 0
+    qsenn: QSENNSection = QSENNSection()
+    publish: dict[str, Any] = Field(
+        default_factory=dict
+    )  #: model-card metadata: license, dataset, ...
+    _source: str = PrivateAttr(default="<dict>")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_sections_are_defaults(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {k: v for k, v in data.items() if not (k in _OPTIONAL_SECTIONS and v is None)}
+        return data
+
+    @property
+    def source(self) -> str:
+        """The file (or '<dict>') the config was read from."""
+        return self._source
 
     @classmethod
     def from_dict(
         cls, data: Any, source: str = "<dict>", base_dir: str | Path | None = None
     ) -> FitConfig:
-        from .data import DataConfig
-
-        f = _reader(data, source)
-        model_type = f.str("model_type", "qpm", MODEL_TYPES)
-        data_section = DataConfig.from_dict(
-            f.get("data"), source=source, path="data", base_dir=base_dir
+        """Validate a config mapping; relative data roots are resolved against `base_dir`."""
+        config = validate(
+            cls, data, source=source, path="", error=FitConfigError, context={"base_dir": base_dir}
         )
-        config = cls(
-            data=data_section,
-            model=ModelSection.parse(f.sub("model")),
-            dense=TrainSection.parse(_section(f, "dense"), PAPER_DENSE),
-            assignment=AssignmentSection.parse(_section(f, "assignment")),
-            finetune=TrainSection.parse(_section(f, "finetune"), PAPER_FINETUNE),
-            runtime=RuntimeSection.parse(_section(f, "runtime")),
-            model_type=model_type,
-            seed=f.int("seed", 0, minimum=0),
-            qsenn=QSENNSection.parse(_section(f, "qsenn")),
-            publish=f.dict("publish", {}),
-            source=source,
-        )
-        f.reject_unknown()
+        config._source = source
         return config
 
     @classmethod
-    def load(cls, path: str | Path, overrides: dict | None = None) -> FitConfig:
+    def load(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> FitConfig:
         """Read a YAML or TOML file (following `extends:`); `overrides` (dotted keys) replace
         values before validation."""
         path = Path(path)
-        data = read_config_file(path)
-        for dotted, value in (overrides or {}).items():
-            set_dotted(data, dotted, value, str(path))
+        data = read_config_file(path, overrides)
         return cls.from_dict(data, source=str(path), base_dir=path.parent)
+
+    def with_device(self, device: str) -> FitConfig:
+        """The same config run on another torch device (runtime only: no stage reruns)."""
+        config = self.model_copy(
+            update={"runtime": self.runtime.model_copy(update={"device": device})}
+        )
+        config._source = self._source
+        return config
 
     def to_dict(self) -> dict:
         """JSON-safe; this is what a checkpoint's `training` recipe records."""
@@ -300,14 +246,14 @@ class FitConfig:
             "model_type": self.model_type,
             "seed": self.seed,
             "data": self.data.to_dict(),
-            "model": asdict(self.model),
+            "model": self.model.model_dump(),
             "dense": self.dense.to_dict(),
-            "assignment": asdict(self.assignment),
+            "assignment": self.assignment.model_dump(),
             "finetune": self.finetune.to_dict(),
-            "runtime": asdict(self.runtime),
+            "runtime": self.runtime.model_dump(),
         }
         if self.model_type == "qsenn":
-            out["qsenn"] = asdict(self.qsenn)
+            out["qsenn"] = self.qsenn.model_dump()
         if self.publish:
             out["publish"] = self.publish
         return json.loads(json.dumps(out))
@@ -320,74 +266,15 @@ class FitConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def read_config_file(path: Path, chain: tuple[Path, ...] = ()) -> dict:
-    """A config file's mapping; `extends: OTHER` (relative to the file) is read first and this
-    file's values are merged over it, section by section."""
+def load_fit_config(path: Path, overrides: list[str]) -> FitConfig:
+    """A config file with its `--set KEY=VALUE` overrides, checked down to the dataset's files
+    (FitConfigError otherwise): what `fit` and `demo` start from."""
+    from .config_files import parse_overrides
+    from .data import check_dataset_files
+
+    config = FitConfig.load(path, parse_overrides(overrides))
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        where = f" (extended by {chain[-1]})" if chain else ""
-        raise FitConfigError(f"{path}: no such config file{where}") from None
-    except OSError as e:
-        raise FitConfigError(f"{path}: cannot be read ({e})") from None
-    data = parse_config_text(text, path)
-    base = data.pop("extends", None)
-    if base is None:
-        return data
-    if not isinstance(base, str):
-        raise FitConfigError(f"{path}: field 'extends' must be the path of another config file")
-    base_path = (path.parent / base).resolve()
-    if base_path in chain or base_path == path.resolve():
-        raise FitConfigError(f"{path}: 'extends' forms a cycle through {base_path}")
-    return deep_merge(read_config_file(base_path, chain + (path.resolve(),)), data)
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def parse_config_text(text: str, path: Path) -> dict:
-    if path.suffix == ".toml":
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise FitConfigError(f"{path}: not valid TOML ({e})") from None
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark
-            where = (
-                f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            )
-            raise FitConfigError(
-                f"{path}: not valid YAML{where}: {e.problem or e.context}"
-            ) from None
-        except yaml.YAMLError as e:
-            raise FitConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
-        if not isinstance(data, dict):
-            raise FitConfigError(f"{path}: the top level must be a mapping")
-        return data
-    raise FitConfigError(
-        f"{path}: unknown config format '{path.suffix}' (use .yaml, .yml or .toml)"
-    )
-
-
-def set_dotted(data: dict, dotted: str, value: Any, source: str) -> None:
-    """Set `a.b.c = value` in nested dicts (command-line overrides such as `dense.epochs=2`)."""
-    keys = dotted.split(".")
-    node = data
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise FitConfigError(f"{source}: cannot override '{dotted}': '{key}' is not a section")
-        node = child
-    node[keys[-1]] = value
+        check_dataset_files(config.data)
+    except DataConfigError as e:
+        raise FitConfigError(str(e)) from None
+    return config

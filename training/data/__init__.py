@@ -10,13 +10,14 @@
     truth.presence("test")  # [N, K] bool; truth.class_concept_matrix(): [C, K] bool
     truth.test[i].instances  # ConceptInstance(concept_id, box, visible, distractor)
 
-Look at the data: python -m training.data --sheet sheet.png (see training/data/__main__.py).
+Look at the data: python -m training data --sheet sheet.png (training/commands/data.py).
 """
 
+from ..errors import DataConfigError
 from .base import DataSplits, ImageDataset, stratified_indices
-from .build import build_datasets
+from .build import build_datasets, check_dataset_files
 from .concepts import ConceptGroundTruth, ConceptInstance, ImageTruth
-from .config import ConceptsConfig, DataConfig, DataConfigError
+from .config import ConceptsConfig, DataConfig
 from .transforms import AUGMENTS, default_augment, eval_transform, train_transform
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "ImageDataset",
     "ImageTruth",
     "build_datasets",
+    "check_dataset_files",
     "default_augment",
     "eval_transform",
     "stratified_indices",

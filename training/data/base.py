@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from qpm_zoo.errors import InputError
 from qpm_zoo.preprocess import load_image
 
-from .config import DataConfigError
+from ..errors import DataConfigError
 
 
 class ImageDataset(Dataset):

@@ -24,6 +24,12 @@ def loader_for(name: str) -> ModuleType:
     return importlib.import_module(LOADERS[name])
 
 
+def check_dataset_files(cfg: DataConfig) -> None:
+    """Check, without reading images, that the dataset's files are where the config says
+    (DataConfigError naming the missing path if not)."""
+    loader_for(cfg.name).check_files(cfg)
+
+
 def build_datasets(cfg: DataConfig) -> DataSplits:
     """The dataset's splits, subsets applied, every file checked; ground truth for 'concepts'.
 

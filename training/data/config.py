@@ -3,17 +3,38 @@
 Parsing is strict (an unknown key, a wrong type or a value out of range is a DataConfigError
 naming the field) so that a typo fails before any training starts, not hours into a run. The
 checks that need the disk (the dataset's files exist, class folders are not empty) run in
-`DataConfig.validate()` and again when the datasets are built.
+`training.data.check_dataset_files(cfg)` and again when the datasets are built.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from qpm_zoo._fields import FieldReader
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ..errors import DataConfigError
+from ..schema import (
+    FieldProblem,
+    NonNegativeInt,
+    PositiveInt,
+    Probability,
+    Section,
+    in_interval,
+    kind,
+    validate,
+)
 
 DATASETS = ("concepts", "fashion_mnist", "imagefolder", "cub200", "stanford_cars")
 
@@ -33,141 +54,136 @@ SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond", "ring", "c
 COLORS = ("red", "green", "blue", "yellow", "magenta", "cyan", "orange", "white")
 TEXTURES = ("solid", "striped", "dotted")
 
-
-class DataConfigError(ValueError):
-    """The data section of a config, or the dataset files it points to, cannot be used."""
+__all__ = ["BOX_DATASETS", "DATASETS", "ConceptsConfig", "DataConfig", "DataConfigError"]
 
 
-@dataclass(frozen=True)
-class ConceptsConfig:
+def _names_from(vocabulary: tuple[str, ...]) -> AfterValidator:
+    """A non-empty list of distinct names, each one of `vocabulary`."""
+
+    def check(names: tuple[str, ...]) -> tuple[str, ...]:
+        if not names:
+            raise ValueError(f"must be a non-empty list of names from {list(vocabulary)}")
+        bad = [n for n in names if n not in vocabulary]
+        if bad:
+            raise ValueError(f"holds unknown name(s) {bad}; choose from {list(vocabulary)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"holds duplicates: {list(names)}")
+        return names
+
+    return AfterValidator(check)
+
+
+def _min_max(low: float, high: float) -> AfterValidator:
+    """[min, max] with low <= min <= max <= high."""
+
+    def check(values: tuple) -> tuple:
+        if len(values) != 2 or not low <= values[0] <= values[1] <= high:
+            bounds = f"{low:g} <= min <= max <= {high:g}" if high != math.inf else "0 <= min <= max"
+            raise ValueError(f"must be [min, max] with {bounds}, got {list(values)}")
+        return values
+
+    return AfterValidator(check)
+
+
+Names = tuple[StrictStr, ...]
+FloatPair = tuple[StrictFloat, ...]
+
+
+class ConceptsConfig(Section):
     """Options of the generated known-concept dataset (see training/data/concepts.py)."""
 
-    num_classes: int = 12
-    concepts_per_class: int = 4
-    pool_size: int = 16
-    image_size: int = 64
-    train_size: int = 3000
-    test_size: int = 1000
-    shapes: tuple[str, ...] = SHAPES
-    colors: tuple[str, ...] = COLORS
-    textures: tuple[str, ...] = ("solid", "striped")
+    num_classes: Annotated[StrictInt, Field(ge=2)] = 12
+    concepts_per_class: PositiveInt = 4
+    pool_size: PositiveInt = 16
+    image_size: Annotated[StrictInt, Field(ge=32)] = 64
+    train_size: PositiveInt = 3000
+    test_size: PositiveInt = 1000
+    shapes: Annotated[Names, _names_from(SHAPES)] = SHAPES
+    colors: Annotated[Names, _names_from(COLORS)] = COLORS
+    textures: Annotated[Names, _names_from(TEXTURES)] = ("solid", "striped")
     #: side of a concept's square as a share of the image side (min, max)
-    scale_range: tuple[float, float] = (0.18, 0.30)
-    max_rotation: float = 20.0
+    scale_range: Annotated[FloatPair, _min_max(0.05, 0.6)] = (0.18, 0.30)
+    max_rotation: Annotated[StrictFloat, in_interval(0.0, 180.0)] = 20.0
     #: probability that a new class copies an earlier class and swaps 1-2 of its concepts
-    class_overlap: float = 0.75
+    class_overlap: Probability = 0.75
     #: probability that an image also shows one pool concept its class does not have
-    distractor_prob: float = 0.4
+    distractor_prob: Probability = 0.4
     #: probability that one of the class's concepts is partly covered by an occluder
-    occlusion_prob: float = 0.25
+    occlusion_prob: Probability = 0.25
     #: share of the concept's box the occluder covers (min, max)
-    occlusion_range: tuple[float, float] = (0.3, 0.7)
+    occlusion_range: Annotated[FloatPair, _min_max(0.0, 1.0)] = (0.3, 0.7)
     #: number of background clutter items (min, max)
-    clutter_range: tuple[int, int] = (4, 10)
+    clutter_range: Annotated[tuple[NonNegativeInt, ...], _min_max(0, math.inf)] = (4, 10)
     #: largest box IoU between two concepts of one image (placement tries to stay below it)
-    max_overlap: float = 0.1
+    max_overlap: Probability = 0.1
     #: a concept counts as visible when at least this share of its pixels is not covered
-    visible_threshold: float = 0.5
+    visible_threshold: Probability = 0.5
 
-    def __post_init__(self) -> None:
-        for name in (
-            "shapes",
-            "colors",
-            "textures",
-            "scale_range",
-            "occlusion_range",
-            "clutter_range",
-        ):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def _parse(cls, f: FieldReader) -> ConceptsConfig:
-        d = cls()
-        values: dict[str, Any] = {}
-        for key in ("concepts_per_class", "pool_size", "train_size", "test_size"):
-            values[key] = f.int(key, getattr(d, key), minimum=1)
-        values["num_classes"] = f.int("num_classes", d.num_classes, minimum=2)
-        values["image_size"] = f.int("image_size", d.image_size, minimum=32)
-        for key, vocabulary in (("shapes", SHAPES), ("colors", COLORS), ("textures", TEXTURES)):
-            names = f.str_list(key, list(getattr(d, key)))
-            if not names:
-                raise f.error(key, f"must be a non-empty list of names from {list(vocabulary)}")
-            bad = [n for n in names if n not in vocabulary]
-            if bad:
-                raise f.error(key, f"holds unknown name(s) {bad}; choose from {list(vocabulary)}")
-            if len(set(names)) != len(names):
-                raise f.error(key, f"holds duplicates: {names}")
-            values[key] = tuple(names)
-        values["scale_range"] = _range(f, "scale_range", d.scale_range, 0.05, 0.6)
-        values["occlusion_range"] = _range(f, "occlusion_range", d.occlusion_range, 0.0, 1.0)
-        clutter = f.int_list("clutter_range", list(d.clutter_range))
-        if len(clutter) != 2 or not 0 <= clutter[0] <= clutter[1]:
-            raise f.error(
-                "clutter_range", f"must be [min, max] with 0 <= min <= max, got {clutter}"
-            )
-        values["clutter_range"] = tuple(clutter)
-        values["max_rotation"] = _bounded(f, "max_rotation", d.max_rotation, 0.0, 180.0)
-        for key in (
-            "class_overlap",
-            "distractor_prob",
-            "occlusion_prob",
-            "max_overlap",
-            "visible_threshold",
-        ):
-            values[key] = _bounded(f, key, getattr(d, key), 0.0, 1.0)
-        f.reject_unknown()
-
-        k, pool, classes = values["concepts_per_class"], values["pool_size"], values["num_classes"]
-        combos = len(values["shapes"]) * len(values["colors"]) * len(values["textures"])
+    @model_validator(mode="after")
+    def _enough_concepts(self) -> ConceptsConfig:
+        k, pool, classes = self.concepts_per_class, self.pool_size, self.num_classes
+        combos = len(self.shapes) * len(self.colors) * len(self.textures)
         if pool > combos:
-            raise f.error(
+            raise FieldProblem(
                 "pool_size",
-                f"is {pool}, but only {combos} distinct concepts exist with {len(values['shapes'])} "
-                f"shapes x {len(values['colors'])} colors x {len(values['textures'])} textures",
+                f"is {pool}, but only {combos} distinct concepts exist with {len(self.shapes)} "
+                f"shapes x {len(self.colors)} colors x {len(self.textures)} textures",
             )
         if k > pool:
-            raise f.error("concepts_per_class", f"is {k}, more than pool_size {pool}")
+            raise FieldProblem("concepts_per_class", f"is {k}, more than pool_size {pool}")
         if math.comb(pool, k) < classes:
-            raise f.error(
+            raise FieldProblem(
                 "num_classes",
                 f"is {classes}, but only C({pool}, {k}) = {math.comb(pool, k)} distinct concept "
                 "sets exist; raise pool_size or change concepts_per_class",
             )
-        return cls(**values)
+        return self
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
 
 
-def _bounded(f: FieldReader, key: str, default: float, low: float, high: float) -> float:
-    value = f.float(key, default)
-    if not low <= value <= high:
-        raise f.error(key, f"must be in [{low:g}, {high:g}], got {value:g}")
-    return value
-
-
-def _range(
-    f: FieldReader, key: str, default: tuple[float, float], low: float, high: float
-) -> tuple[float, float]:
-    values = f.float_list(key, list(default))
-    if len(values) != 2 or not low <= values[0] <= values[1] <= high:
-        raise f.error(
-            key, f"must be [min, max] with {low:g} <= min <= max <= {high:g}, got {values}"
-        )
-    return values[0], values[1]
-
-
-@dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Section):
     """Which dataset to train on and how much of it (the `data:` section of a training config)."""
 
-    name: str = "concepts"
+    name: Literal[DATASETS]  # type: ignore[valid-type]
     root: Path | None = None
-    crop_to_bbox: bool = False
-    concepts: ConceptsConfig = field(default_factory=ConceptsConfig)
-    train_subset: int | None = None
-    test_subset: int | None = None
-    seed: int = 0
+    crop_to_bbox: StrictBool = False
+    concepts: ConceptsConfig = ConceptsConfig()
+    train_subset: PositiveInt | None = None
+    test_subset: PositiveInt | None = None
+    seed: NonNegativeInt = 0
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _resolve_root(cls, value: Any, info: ValidationInfo) -> Any:
+        """A relative root is relative to the config file's folder (`base_dir` in the context)."""
+        if value is None or isinstance(value, Path):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string, got {kind(value)}")  # noqa: TRY004 - pydantic wants ValueError
+        if not value.strip():
+            raise ValueError("must not be empty")
+        root = Path(value).expanduser()
+        base_dir = (info.context or {}).get("base_dir")
+        return Path(base_dir) / root if not root.is_absolute() and base_dir is not None else root
+
+    @model_validator(mode="after")
+    def _fits_the_dataset(self) -> DataConfig:
+        name = self.name
+        if name == "concepts" and self.root is not None:
+            raise FieldProblem("root", "is not used by the generated 'concepts' dataset; remove it")
+        if name != "concepts" and self.root is None and DEFAULT_ROOTS[name] is None:
+            raise FieldProblem(
+                "root", f"is required for dataset '{name}' (the folder holding its files)"
+            )
+        if self.crop_to_bbox and name not in BOX_DATASETS:
+            raise FieldProblem(
+                "crop_to_bbox", f"applies only to {list(BOX_DATASETS)}, not to '{name}'"
+            )
+        if "concepts" in self.model_fields_set and name != "concepts":
+            raise FieldProblem("concepts", f"applies only to dataset 'concepts', not to '{name}'")
+        return self
 
     @property
     def dataset_root(self) -> Path:
@@ -180,6 +196,7 @@ class DataConfig:
         return Path(default)
 
     def to_dict(self) -> dict:
+        """JSON-safe, with only the fields that apply to this dataset (a checkpoint's recipe)."""
         out: dict[str, Any] = {"name": self.name}
         if self.root is not None:
             out["root"] = str(self.root)
@@ -200,48 +217,11 @@ class DataConfig:
     ) -> DataConfig:
         """Parse a `data:` mapping strictly. Relative roots are resolved against `base_dir`
         (the config file's folder) when given. Errors read `SOURCE: field 'data.KEY' ...`."""
-        return cls._parse(FieldReader(data, source, path, error=DataConfigError), base_dir)
-
-    @classmethod
-    def _parse(cls, f: FieldReader, base_dir: str | Path | None) -> DataConfig:
-        name = f.str("name", choices=DATASETS)
-        root_text = f.str("root", None)
-        if root_text is not None and not root_text.strip():
-            raise f.error("root", "must not be empty")
-        root = None
-        if root_text is not None:
-            root = Path(root_text).expanduser()
-            if not root.is_absolute() and base_dir is not None:
-                root = Path(base_dir) / root
-        if name == "concepts" and root is not None:
-            raise f.error("root", "is not used by the generated 'concepts' dataset; remove it")
-        if name != "concepts" and root is None and DEFAULT_ROOTS[name] is None:
-            raise f.error(
-                "root", f"is required for dataset '{name}' (the folder holding its files)"
-            )
-        crop = f.bool("crop_to_bbox", False)
-        if crop and name not in BOX_DATASETS:
-            raise f.error("crop_to_bbox", f"applies only to {list(BOX_DATASETS)}, not to '{name}'")
-        if "concepts" in f.data and name != "concepts":
-            raise f.error("concepts", f"applies only to dataset 'concepts', not to '{name}'")
-        concepts = (
-            ConceptsConfig._parse(f.sub("concepts")) if "concepts" in f.data else ConceptsConfig()
+        return validate(
+            cls,
+            data,
+            source=source,
+            path=path,
+            error=DataConfigError,
+            context={"base_dir": base_dir},
         )
-        f.used.add("concepts")
-        out = cls(
-            name=name,
-            root=root,
-            crop_to_bbox=crop,
-            concepts=concepts,
-            train_subset=f.int("train_subset", None, minimum=1),
-            test_subset=f.int("test_subset", None, minimum=1),
-            seed=f.int("seed", 0, minimum=0),
-        )
-        f.reject_unknown()
-        return out
-
-    def validate(self) -> None:
-        """Check, without reading images, that the dataset's files are where the config says."""
-        from .build import loader_for
-
-        loader_for(self.name).check_files(self)

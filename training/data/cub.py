@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataConfigError
 from .base import (
     DataSplits,
     FileDataset,
@@ -24,7 +25,7 @@ from .base import (
     require_file,
     require_images_exist,
 )
-from .config import DataConfig, DataConfigError
+from .config import DataConfig
 
 ATTRIBUTE_TABLE = Path("attributes") / "class_attribute_labels_continuous.txt"
 

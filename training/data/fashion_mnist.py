@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import DataConfigError
 from .base import DataSplits, ImageDataset, require_dir
-from .config import DataConfig, DataConfigError
+from .config import DataConfig
 
 CLASS_NAMES = [
     "T-shirt/top",

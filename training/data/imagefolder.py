@@ -10,8 +10,9 @@ from pathlib import Path
 
 from qpm_zoo.preprocess import IMAGE_EXTENSIONS, list_images
 
+from ..errors import DataConfigError
 from .base import DataSplits, FileDataset, ImageFile, require_dir
-from .config import DataConfig, DataConfigError
+from .config import DataConfig
 
 SPLIT_FOLDERS = ("train", "test")
 

@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from qpm_zoo.config import write_bytes_atomic
 
+from ..errors import DataConfigError
 from .base import DataSplits, ImageDataset
 from .concepts import ConceptGroundTruth, ImageTruth
-from .config import DataConfigError
 
 TILE = 192
 #: outline colours of the boxes: a class concept, a distractor, a concept hidden by occlusion

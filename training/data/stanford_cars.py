@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataConfigError
 from .base import (
     DataSplits,
     FileDataset,
@@ -22,7 +23,7 @@ from .base import (
     require_file,
     require_images_exist,
 )
-from .config import DataConfig, DataConfigError
+from .config import DataConfig
 
 ANNOTATION_FIELDS = ("fname", "class", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2")
 

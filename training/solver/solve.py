@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qpm_zoo.errors import QPMError
 from training.solver.exact import ExactModel, ModelSize
 from training.solver.heuristic import greedy_selection, tabu_search
 from training.solver.oracle import Assignment, SelectionOracle
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 STATUSES = ("optimal", "time_limit", "interrupted")
 
 
-class NoFeasibleAssignment(RuntimeError):
+class NoFeasibleAssignment(QPMError, RuntimeError):
     """The time limit ended before any assignment satisfying method.md §3 was found."""
 
 

@@ -7,15 +7,14 @@ python -m training data --config configs/demo.yaml --export runs/data/concepts -
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from qpm_zoo.formatting import format_table, print_json
 
-from .build import build_datasets
-from .config import DATASETS, DataConfig, DataConfigError
-from .preview import contact_sheet, export_splits
+from ..config_files import read_config_file
+from ..data.build import build_datasets
+from ..data.config import DATASETS, DataConfig
+from ..data.preview import contact_sheet, export_splits
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,13 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(args: argparse.Namespace) -> DataConfig:
+    """The data section of --config, or the dataset --dataset/--root/--seed name."""
     if args.config is not None:
-        from ..config import FitConfigError, read_config_file
-
-        try:
-            data = read_config_file(args.config)
-        except FitConfigError as e:
-            raise DataConfigError(str(e)) from None
+        data = read_config_file(args.config)
         return DataConfig.from_dict(data.get("data"), str(args.config), base_dir=args.config.parent)
     data = {"name": args.dataset, "seed": args.seed}
     if args.root is not None:
@@ -58,27 +53,23 @@ def load_config(args: argparse.Namespace) -> DataConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args)
-        splits = build_datasets(cfg)
-        summary = splits.summary()
-        if args.sheet is not None:
-            dataset = splits.train if args.split == "train" else splits.test
-            truth = splits.ground_truth
-            contact_sheet(
-                dataset,
-                args.sheet,
-                count=args.count,
-                truths=None if truth is None else truth.images(args.split),
-                ground_truth=truth,
-            )
-            summary["sheet"] = str(args.sheet)
-        if args.export is not None:
-            export_splits(splits, args.export, overwrite=args.overwrite, progress=not args.json)
-            summary["export"] = str(args.export)
-    except DataConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args)
+    splits = build_datasets(cfg)
+    summary = splits.summary()
+    if args.sheet is not None:
+        dataset = splits.train if args.split == "train" else splits.test
+        truth = splits.ground_truth
+        contact_sheet(
+            dataset,
+            args.sheet,
+            count=args.count,
+            truths=None if truth is None else truth.images(args.split),
+            ground_truth=truth,
+        )
+        summary["sheet"] = str(args.sheet)
+    if args.export is not None:
+        export_splits(splits, args.export, overwrite=args.overwrite, progress=not args.json)
+        summary["export"] = str(args.export)
     if splits.ground_truth is not None:
         gt = splits.ground_truth
         summary["concept_names"] = list(gt.concept_names)
@@ -104,15 +95,3 @@ def run(args: argparse.Namespace) -> int:
         if key in summary:
             print(f"wrote {summary[key]}")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m training data", description=(__doc__ or "").splitlines()[0]
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from qpm_zoo.errors import QPMError
-from qpm_zoo.formatting import format_table, print_json
+from qpm_zoo.config import CONFIG_NAME
+from qpm_zoo.formatting import print_json
 
-from .config import FitConfig, FitConfigError
+from ..config import FitConfig
+from ..errors import DataConfigError, FitConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,28 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
-def metric_labels(metrics: dict) -> dict[str, str]:
-    """Table labels of the metrics present (dense_ ones fold into their base row), in order."""
-    from qpm_zoo.card import metric_info, metric_rank
-
-    keys = sorted({k.removeprefix("dense_") for k in metrics}, key=lambda k: (metric_rank(k), k))
-    return {k: metric_info(k).name for k in keys}
-
-
-def metrics_table(metrics: dict) -> str:
-    rows = []
-    for key, label in metric_labels(metrics).items():
-        final, dense = metrics.get(key), metrics.get(f"dense_{key}")
-        if final is None and dense is None:
-            continue
-        rows.append((label, final, dense))
-    return format_table(["metric", "model", "dense"], rows)
-
-
 def load_recipe(model_dir: Path, data_config: Path | None) -> FitConfig:
+    """The fit config to evaluate with: --data's, or the one the checkpoint records."""
     if data_config is not None:
         return FitConfig.load(data_config)
-    path = model_dir / "config.json"
+    path = model_dir / CONFIG_NAME
     try:
         training = json.loads(path.read_text()).get("training") or {}
     except FileNotFoundError:
@@ -65,32 +48,27 @@ def load_recipe(model_dir: Path, data_config: Path | None) -> FitConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .logs import setup_logging
-    from .pipeline import FitRun
+    from ..data import check_dataset_files
+    from ..logs import setup_logging
+    from ..pipeline import FitRun
+    from ..reports import metrics_table
 
+    config = load_recipe(args.model_dir, args.data)
+    if args.device:
+        config = config.with_device(args.device)
     try:
-        config = load_recipe(args.model_dir, args.data)
-        if args.device:
-            from dataclasses import replace
-
-            config = replace(config, runtime=replace(config.runtime, device=args.device))
-        config.data.validate()
-    except ValueError as e:  # FitConfigError and the data section's DataConfigError
-        print(f"python -m training evaluate: error: {e}", file=sys.stderr)
-        return 2
+        check_dataset_files(config.data)
+    except DataConfigError as e:
+        raise FitConfigError(str(e)) from None
     setup_logging(None, quiet=args.json)
     # the checkpoint's run folder (its parent) holds the dense model when it came from `fit`
     run_folder = FitRun(config, args.model_dir.parent)
-    try:
-        metrics = run_folder.evaluate_checkpoint(args.model_dir, with_dense=not args.no_dense)
-    except QPMError as e:
-        print(f"python -m training evaluate: error: {e}", file=sys.stderr)
-        return 2
+    metrics = run_folder.evaluate_checkpoint(args.model_dir, with_dense=not args.no_dense)
     if args.json:
         print_json(metrics)
     else:
         print(metrics_table(metrics))
         print(
-            f"written: {args.model_dir / 'metrics.json'} and the metrics of {args.model_dir / 'config.json'}"
+            f"written: {args.model_dir / 'metrics.json'} and the metrics of {args.model_dir / CONFIG_NAME}"
         )
     return 0

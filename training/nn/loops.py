@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import TrainSection
+from ..config import TrainSection
 from .fdl import feature_diversity_loss
-from .logs import progress
+from ..logs import progress
 
 log = logging.getLogger("training")
 

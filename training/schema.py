@@ -1,0 +1,151 @@
+"""What the training configs are built from: strict pydantic sections, the field types they share,
+and pydantic's ValidationError turned into one line naming the file, the dotted field and the
+value (`configs/demo.yaml: field 'dense.lr' must be positive, got -1.0`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import ValidationError as PydanticValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values are not coerced (no '3' for 3), no NaN."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class FieldProblem(ValueError):
+    """Raised by a cross-field check to say which field of its section is wrong."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(problem)
+        self.field = field
+
+
+def in_interval(low: float, high: float, high_open: bool = False) -> AfterValidator:
+    """low <= value <= high (or < high), said as [low, high] or [low, high)."""
+
+    def check(value: float) -> float:
+        if not (low <= value < high if high_open else low <= value <= high):
+            raise ValueError(
+                f"must be in [{low:g}, {high:g}{')' if high_open else ']'}, got {value:g}"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+PositiveFloat = Annotated[StrictFloat, Field(gt=0)]
+NonNegativeFloat = Annotated[StrictFloat, Field(ge=0)]
+Probability = Annotated[StrictFloat, in_interval(0.0, 1.0)]
+
+
+def validate(
+    model: type[M],
+    data: Any,
+    *,
+    source: str,
+    path: str,
+    error: type[Exception],
+    context: dict | None = None,
+) -> M:
+    """`model` from `data`, or `error` with one line about the first problem pydantic found.
+
+    `path` is where `data` sits in the file ('' for the whole file, 'data' for its data section).
+    """
+    try:
+        return model.model_validate(data, context=context)
+    except PydanticValidationError as e:
+        raise error(describe(e, source, path)) from None
+
+
+def describe(error: PydanticValidationError, source: str, path: str = "") -> str:
+    """The first of pydantic's errors as `SOURCE: field 'a.b' PROBLEM`."""
+    errors = error.errors()
+    first = errors[0]
+    loc = [*path.split("."), *first["loc"]] if path else list(first["loc"])
+    if first["type"] == "extra_forbidden":
+        parent = first["loc"][:-1]
+        unknown = sorted(
+            str(e["loc"][-1])
+            for e in errors
+            if e["type"] == "extra_forbidden" and e["loc"][:-1] == parent
+        )
+        where = dotted(loc[:-1])
+        return f"{source}: unknown field(s) {unknown} " + (
+            f"in '{where}'" if where else "at the top level"
+        )
+    if first["type"] == "missing":
+        return f"{source}: required field '{dotted(loc)}' is missing"
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldProblem):
+        loc.append(cause.field)
+    where = f"field '{dotted(loc)}'" if loc else "the top level"
+    return f"{source}: {where} {_problem(first, cause)}"
+
+
+def _problem(error: dict, cause: Any) -> str:
+    kind_of, ctx = kind(error["input"]), error.get("ctx") or {}
+    kinds = {
+        "int": "an integer",
+        "float": "a finite number",
+        "finite_number": "a finite number",
+        "bool": "true or false",
+        "string": "a string",
+        "dict": "a mapping",
+        "model": "a mapping",
+        "model_attributes": "a mapping",
+        "list": "a list",
+        "tuple": "a list",
+    }
+    base = re.sub(r"_(type|parsing|from_float)$", "", error["type"])
+    if isinstance(cause, Exception):
+        return str(cause)
+    if base in kinds:
+        return f"must be {kinds[base]}, got {kind_of}"
+    value = error["input"]
+    if error["type"] == "literal_error":
+        choices = re.findall(r"'([^']*)'", ctx["expected"])
+        return f"must be one of {choices}, got {value!r}"
+    if error["type"] == "greater_than":
+        return (
+            "must be positive" if ctx["gt"] == 0 else f"must be above {ctx['gt']}"
+        ) + f", got {value}"
+    if error["type"] == "greater_than_equal":
+        return (
+            "must not be negative" if ctx["ge"] == 0 else f"must be at least {ctx['ge']}"
+        ) + f", got {value}"
+    if error["type"] == "less_than":
+        return f"must be below {ctx['lt']}, got {value}"
+    if error["type"] == "less_than_equal":
+        return f"must be at most {ctx['le']}, got {value}"
+    return error["msg"][0].lower() + error["msg"][1:]
+
+
+def dotted(loc: list) -> str:
+    """('data', 'concepts', 'shapes', 1) → 'data.concepts.shapes[1]'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def kind(value: Any) -> str:
+    """A value as an error message names it: `str 'three'`, `boolean True`, `null`, `list`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {value}"
+    if isinstance(value, (int, float, str)):
+        return f"{type(value).__name__} {value!r}"
+    return type(value).__name__

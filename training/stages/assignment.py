@@ -1,0 +1,104 @@
+"""Stage `assignment` (method.md §3): the solver's n features and its k-per-class assignment."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..stage_cache import write_json
+from .context import StageContext, StageSummary
+from .statistics import load_statistics
+
+NAME = "assignment"
+SECTIONS = ("model_type", "assignment")
+RESULT_FILE = "result.json"
+
+
+@dataclass(frozen=True)
+class SolvedAssignment:
+    """The assignment the QPM is built from, and what the solver proved about it."""
+
+    selected: np.ndarray  #: [n] sorted feature indices of the dense model
+    weight: np.ndarray  #: [C, n] binary: class c uses selected feature j
+    objective: float
+    bound: float | None
+    gap: float | None
+    status: str
+    wall_s: float
+    checks: dict[str, bool]
+    solver: dict[str, Any] = field(default_factory=dict)  #: the rest of the solver's report
+
+    @classmethod
+    def from_report(cls, report: dict) -> SolvedAssignment:
+        """From the solver's JSON report (AssignmentResult.to_dict())."""
+        report = dict(report)
+        return cls(
+            selected=np.asarray(report.pop("selected"), dtype=np.int64),
+            weight=np.asarray(report.pop("weight"), dtype=np.float32),
+            **{name: report.pop(name) for name in _NUMBERS},
+            solver=report,
+        )
+
+    def to_report(self) -> dict:
+        return {
+            "selected": [int(f) for f in self.selected],
+            "weight": np.asarray(self.weight, dtype=int).tolist(),
+            **{name: getattr(self, name) for name in _NUMBERS},
+            **self.solver,
+        }
+
+    def save(self, folder: Path) -> None:
+        write_json(Path(folder) / RESULT_FILE, self.to_report())
+
+    @classmethod
+    def load(cls, folder: Path) -> SolvedAssignment:
+        return cls.from_report(json.loads((Path(folder) / RESULT_FILE).read_text()))
+
+
+_NUMBERS = ("objective", "bound", "gap", "status", "wall_s", "checks")
+
+
+@dataclass(frozen=True)
+class AssignmentSummary(StageSummary):
+    objective: float
+    bound: float | None
+    gap: float | None
+    status: str
+    wall_s: float
+
+
+def solve(ctx: StageContext) -> AssignmentSummary:
+    """Solve on the statistics; DIR/assignment/result.json gets the assignment and its report."""
+    from ..solver import solve_assignment
+
+    stats = load_statistics(ctx)
+    a = ctx.config.assignment
+    result = solve_assignment(
+        stats.A,
+        stats.R,
+        stats.b,
+        a.n,
+        a.k,
+        time_limit=a.time_limit,
+        mip_gap=a.mip_gap,
+        seed=ctx.config.seed,
+    )
+    if not all(result.checks.values()):
+        raise RuntimeError(f"the assignment violates constraints: {result.checks}")
+    solved = SolvedAssignment.from_report(result.to_dict())
+    solved.save(ctx.work_dir(NAME))
+    return AssignmentSummary(
+        objective=solved.objective,
+        bound=solved.bound,
+        gap=solved.gap,
+        status=solved.status,
+        wall_s=solved.wall_s,
+    )
+
+
+def load_assignment(ctx: StageContext) -> SolvedAssignment:
+    return SolvedAssignment.load(ctx.work_dir(NAME))

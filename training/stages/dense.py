@@ -1,0 +1,56 @@
+"""Stage `dense` (method.md §1): the dense model trained with the feature diversity loss."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from safetensors.torch import save_file
+
+from ..nn.loops import evaluate_accuracy, train_phase
+from ..stage_cache import write_json
+from .context import DENSE_WEIGHTS, StageContext, StageSummary
+
+NAME = "dense"
+#: what the dense model depends on; a run may reuse another run's dense model only if these agree
+SECTIONS = ("seed", "data", "model", "dense")
+
+
+@dataclass(frozen=True)
+class DenseSummary(StageSummary):
+    test_accuracy: float
+    epochs: int
+
+
+def train_dense(ctx: StageContext) -> DenseSummary:
+    """Train; DIR/dense/ gets the weights and the per-epoch history (resumes mid-training)."""
+    ctx.seed()
+    model = ctx.new_dense_model()
+    section = ctx.config.dense
+    body = [p for name, p in model.named_parameters() if not name.startswith("linear.")]
+    groups = [
+        {"params": body},
+        {"params": list(model.linear.parameters()), "lr": section.classifier_lr},
+    ]
+    work = ctx.work_dir(NAME)
+    history = train_phase(
+        model,
+        lambda: model.linear.weight,
+        groups,
+        section,
+        ctx.loader("train", section),
+        ctx.loader("test"),
+        ctx.device,
+        work,
+        NAME,
+        eval_every=max(1, section.epochs // 5),
+    )
+    accuracy = (
+        history[-1].test_accuracy
+        if history
+        else evaluate_accuracy(model, ctx.loader("test"), ctx.device)
+    )
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(work / DENSE_WEIGHTS))
+    write_json(work / "history.json", [asdict(r) for r in history])
+    (work / "resume.pt").unlink(missing_ok=True)
+    return DenseSummary(test_accuracy=accuracy, epochs=section.epochs)
