@@ -37,28 +37,22 @@ class ConceptMatch:
 
 
 def concept_auc(features: Any, concept_present: Any) -> np.ndarray:
-    """ROC-AUC [n, K] of each feature (column of features [N, n]) for each concept's presence.
-
-    Rank form (Mann-Whitney): AUC = (Σ ranks of positives − P(P+1)/2) / (P · (N − P)), with
-    average ranks for tied activations; one rank pass and one matrix product for all pairs.
-    """
-    from scipy.stats import rankdata
+    """ROC-AUC [n, K] of each feature (column of features [N, n]) for each concept's presence
+    (sklearn's roc_auc_score; NaN for a concept present in every image or in none)."""
+    from sklearn.metrics import roc_auc_score
 
     x = float_array(features, "features", 2)
     present = binary_array(concept_present, "concept_present", 2)
     same_length(("features", x.shape[0]), ("concept_present", present.shape[0]))
-    ranks = rankdata(x, axis=0)  # [N, n], 1-based, ties averaged
-    positives = present.sum(axis=0).astype(np.float64)  # [K]
-    negatives = x.shape[0] - positives
-    rank_sums = ranks.T @ present.astype(np.float64)  # [n, K]
-    defined = (positives > 0) & (negatives > 0)
+    positives = present.sum(axis=0)
+    defined = (positives > 0) & (positives < x.shape[0])
     if not defined.any():
         raise ValueError(
             "concept_present: every concept is present in all images or in none; AUC needs both"
         )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        auc = (rank_sums - positives * (positives + 1) / 2) / (positives * negatives)
-    auc[:, ~defined] = np.nan
+    auc = np.full((x.shape[1], present.shape[1]), np.nan)
+    for k in np.flatnonzero(defined):  # every feature's AUC for concept k in one call
+        auc[:, k] = roc_auc_score(np.broadcast_to(present[:, k : k + 1], x.shape), x, average=None)
     return auc
 
 
