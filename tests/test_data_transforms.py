@@ -10,7 +10,7 @@ from torchvision import transforms as T
 
 from qpm_zoo import PreprocessConfig
 from qpm_zoo.preprocess import ImagePreprocessor
-from training.data import default_augment, eval_transform, train_transform
+from training.data import eval_transform, train_transform
 from training.data.transforms import ResizeLikeEval
 
 PRE = PreprocessConfig(
@@ -97,7 +97,6 @@ def test_light_augmentation_keeps_concept_colours():
             assert filled.float().mean() > 0.7
             assert torch.all(x[channel][filled] > x[others[0]][filled] + 0.3)
             assert torch.all(x[channel][filled] > x[others[1]][filled] + 0.3)
-    assert default_augment("concepts") == "light" and default_augment("cub200") == "paper"
 
 
 def test_unknown_augment_is_named():

@@ -21,10 +21,17 @@ from training.metrics import (
     gmm_overlaps,
     nf_features,
     per_class,
-    sid_at_k,
     structural_grounding,
 )
 from training.metrics.contrastiveness import REG_COVAR, two_means_starts
+
+
+def sid_at_k(feature_maps, weight, predicted, k: int = 5) -> float:
+    """SID@k of maps [N, F, h, w] held in memory, in one batch of the accumulator."""
+    accumulator = SIDAccumulator(weight, k)
+    accumulator.update(feature_maps, predicted)
+    return accumulator.compute()
+
 
 E4 = math.exp(4.0)
 

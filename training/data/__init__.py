@@ -4,7 +4,7 @@
 
     cfg = DataConfig.from_dict({"name": "concepts", "concepts": {"num_classes": 12}}, "demo.yaml")
     splits = build_datasets(cfg)  # DataSplits: train, test, class_names, ground_truth, ...
-    splits.train.transform = train_transform(preprocessing, "light")  # or default_augment(cfg.name)
+    splits.train.transform = train_transform(preprocessing, "light")  # one of AUGMENTS
     splits.test.transform = eval_transform(preprocessing)
     truth = splits.ground_truth.as_seen(preprocessing)  # boxes in model-input pixels
     truth.presence("test")  # [N, K] bool; truth.class_concept_matrix(): [C, K] bool
@@ -18,7 +18,7 @@ from .base import DataSplits, ImageDataset, stratified_indices
 from .build import build_datasets, check_dataset_files
 from .concepts import ConceptGroundTruth, ConceptInstance, ImageTruth
 from .config import ConceptsConfig, DataConfig
-from .transforms import AUGMENTS, default_augment, eval_transform, train_transform
+from .transforms import AUGMENTS, eval_transform, train_transform
 
 __all__ = [
     "AUGMENTS",
@@ -32,7 +32,6 @@ __all__ = [
     "ImageTruth",
     "build_datasets",
     "check_dataset_files",
-    "default_augment",
     "eval_transform",
     "stratified_indices",
     "train_transform",

@@ -27,11 +27,6 @@ from qpm_zoo.preprocess import ImagePreprocessor, LoadedImage, load_image
 AUGMENTS = ("paper", "light", "none")
 
 
-def default_augment(dataset_name: str) -> str:
-    """The augmentation that suits a dataset: "light" for the generated concepts, else "paper"."""
-    return "light" if dataset_name == "concepts" else "paper"
-
-
 class EvalTransform:
     """Exactly qpm_zoo's inference preprocessing, as a torch tensor."""
 

@@ -9,7 +9,7 @@ accumulators (`update` per batch, `compute` at the end), since real maps do not 
 from .classification import accuracy, nf_features, per_class
 from .concept_matching import UNMATCHED, ConceptMatch, concept_auc, match_features_to_concepts
 from .contrastiveness import contrastiveness, gmm_overlaps
-from .diversity import SIDAccumulator, sid_at_k
+from .diversity import SIDAccumulator
 from .edges import EdgeScores, edge_scores
 from .feature_statistics import class_independence, correlation
 from .ground_truth import GroundTruthReport
@@ -39,6 +39,5 @@ __all__ = [
     "nf_features",
     "per_class",
     "pointing_game",
-    "sid_at_k",
     "structural_grounding",
 ]

@@ -82,10 +82,3 @@ def per_image_sid(chosen_maps: np.ndarray) -> np.ndarray:
     probs = np.exp(logits)
     probs /= probs.sum(axis=2, keepdims=True)
     return probs.max(axis=1).sum(axis=1) / chosen_maps.shape[1]
-
-
-def sid_at_k(feature_maps: Any, weight: Any, predicted: Any, k: int = 5) -> float:
-    """SID@k of maps [N, F, h, w] held in memory; see `SIDAccumulator` for batches."""
-    accumulator = SIDAccumulator(weight, k)
-    accumulator.update(feature_maps, predicted)
-    return accumulator.compute()

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from ..config import TrainSection
-from .fdl import feature_diversity_loss
 from ..logs import progress
+from .fdl import feature_diversity_loss
 
 log = logging.getLogger("training")
 

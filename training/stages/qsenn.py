@@ -43,9 +43,6 @@ class QSENNSummary(StageSummary):
     test_accuracy: float
     rounds: list[dict]  #: QSENNRound.to_dict() of each round
 
-    def round_results(self) -> list[QSENNRound]:
-        return [QSENNRound.from_dict(r) for r in self.rounds]
-
 
 @torch.inference_mode()
 def _pooled_features(
