@@ -26,6 +26,8 @@ log = logging.getLogger("training")
 
 @dataclass(frozen=True)
 class Stage:
+    """One cached step: what it reads from the config, what it does, what it writes."""
+
     name: str
     sections: tuple[str, ...]  #: config sections (top-level keys) this stage's result depends on
     run: Callable[[], dict]  #: does the work, writes into its folder, returns a JSON-safe summary
@@ -33,6 +35,8 @@ class Stage:
 
 
 class StageRunner:
+    """Runs stages in order in one run folder, skipping those finished with the same key."""
+
     def __init__(self, root: Path, fingerprint: Callable[[tuple[str, ...]], str]):
         self.root = root
         self.fingerprint = fingerprint
@@ -45,13 +49,7 @@ class StageRunner:
         return self.root / name
 
     def read_record(self, name: str) -> dict | None:
-        path = self.record_path(name)
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None  # a damaged record means "not finished"
+        return read_stage_record(self.root, name)
 
     def keys(self, stages: list[Stage]) -> dict[str, str]:
         keys, previous = {}, ""
@@ -134,6 +132,17 @@ class StageRunner:
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
         marker.write_text(key + "\n")
+
+
+def read_stage_record(run_dir: Path, name: str) -> dict | None:
+    """A finished stage's record (key, timing, summary); None if it has not finished."""
+    path = Path(run_dir) / "stages" / f"{name}.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # a damaged record means "not finished"
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -8,13 +8,13 @@ Each argument is a run folder (RUN/model is used) or a checkpoint folder.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from qpm_zoo.config import CONFIG_NAME, QPMConfig
 from qpm_zoo.formatting import format_table, print_json
 
 from ..reports import metric_labels
+from ..stage_cache import read_stage_record
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,11 +30,8 @@ def checkpoint_dir(path: Path) -> Path:
 
 def dense_key(path: Path) -> str | None:
     """The dense stage's key of a run folder (equal keys: the same dense model)."""
-    record = path / "stages" / "dense.json"
-    try:
-        return json.loads(record.read_text()).get("key")
-    except (OSError, json.JSONDecodeError):
-        return None
+    record = read_stage_record(path, "dense")
+    return None if record is None else record.get("key")
 
 
 def run(args: argparse.Namespace) -> int:

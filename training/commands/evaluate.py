@@ -14,7 +14,7 @@ from qpm_zoo.config import CONFIG_NAME
 from qpm_zoo.formatting import print_json
 
 from ..config import FitConfig
-from ..errors import DataConfigError, FitConfigError
+from ..errors import FitConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,10 +56,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_recipe(args.model_dir, args.data)
     if args.device:
         config = config.with_device(args.device)
-    try:
-        check_dataset_files(config.data)
-    except DataConfigError as e:
-        raise FitConfigError(str(e)) from None
+    check_dataset_files(config.data)
     setup_logging(None, quiet=args.json)
     # the checkpoint's run folder (its parent) holds the dense model when it came from `fit`
     run_folder = FitRun(config, args.model_dir.parent)
