@@ -108,3 +108,45 @@ def test_fingerprint_changes_only_with_its_sections(tmp_path):
     assert a.fingerprint("runtime") != b.fingerprint(
         "runtime"
     )  # runtime is never a stage's section
+
+
+def test_extends_merges_section_by_section(tmp_path):
+    base = _write(tmp_path, {**BASE, "dense": {"epochs": 3, "lr": 0.1}, "seed": 1})
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {base.name}\ndense:\n  epochs: 5\nmodel_type: qsenn\n")
+    config = FitConfig.load(child, {"dense.lr": 0.2})
+    assert (config.dense.epochs, config.dense.lr, config.seed) == (5, 0.2, 1)
+    assert config.model_type == "qsenn" and config.model.backbone == "test_resnet"
+    toml = tmp_path / "child.toml"
+    toml.write_text(f'extends = "{base.name}"\n[assignment]\nn = 8\n')
+    assert FitConfig.load(toml).assignment.n == 8
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "extends: missing.yaml\n",
+            r"missing\.yaml: no such config file \(extended by .*a\.yaml\)",
+        ),
+        ("extends: a.yaml\n", r"a\.yaml: 'extends' forms a cycle"),
+        ("extends: 3\n", r"field 'extends' must be the path of another config file"),
+        ("dense: [1\n", r"a\.yaml: not valid YAML at line 2, column 1"),
+        ("- 1\n", r"a\.yaml: the top level must be a mapping"),
+    ],
+)
+def test_bad_config_files_are_named(tmp_path, text, message):
+    path = tmp_path / "a.yaml"
+    path.write_text(text)
+    with pytest.raises(FitConfigError, match=message):
+        FitConfig.load(path)
+
+
+def test_command_line_overrides(tmp_path, capsys):
+    path = _write(tmp_path, BASE)
+    out = tmp_path / "run"
+    assert main(["fit", str(path), "--out", str(out), "--set", "dense.epochs=-1"]) == 2
+    err = capsys.readouterr().err
+    assert "field 'dense.epochs' must not be negative, got -1" in err and not out.exists()
+    assert main(["fit", str(path), "--out", str(out), "--set", "dense.epochs"]) == 2
+    assert "--set expects KEY=VALUE, got 'dense.epochs'" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Stage caching: reuse what finished, rerun from the first stage a changed field affects."""
+"""Stage caching (reuse what finished, rerun from the first stage a changed field affects) and
+the typed stage results and run-folder files it caches."""
 
 from __future__ import annotations
 
@@ -85,3 +86,49 @@ def test_damaged_record_counts_as_unfinished(rec):
     (rec.root / "stages" / "c.json").write_text("{not json")
     rec.runner().run(rec.stages())
     assert rec.calls == ["a", "b", "c", "c"]
+
+
+def test_assignment_result_round_trips_through_its_folder(tmp_path):
+    from training.stages import SolvedAssignment
+
+    report = {
+        "selected": [1, 4, 7],
+        "weight": [[1, 1, 0], [0, 1, 1]],
+        "objective": 1.25,
+        "objective_terms": {"z_a": 1.0, "z_b": 0.5, "z_r": 0.25},
+        "bound": 1.3,
+        "gap": 0.04,
+        "status": "time_limit",
+        "wall_s": 2.5,
+        "checks": {"k_per_class": True},
+        "details": {"nodes": 3},
+    }
+    solved = SolvedAssignment.from_report(report)
+    assert solved.selected.tolist() == [1, 4, 7] and solved.weight.shape == (2, 3)
+    solved.save(tmp_path)
+    again = SolvedAssignment.load(tmp_path)
+    assert again.to_report() == report
+    assert again.weight.tolist() == solved.weight.tolist() and again.status == "time_limit"
+
+
+def test_summaries_read_back_from_records():
+    from training.stages import DenseSummary, EvaluationSummary
+
+    dense = DenseSummary(test_accuracy=0.75, epochs=3)
+    assert DenseSummary.from_dict({**dense.to_dict(), "later_field": 1}) == dense
+    metrics = {"accuracy": 0.5, "dense_accuracy": 0.7}
+    assert EvaluationSummary(metrics).to_dict() == metrics  # the record is the metrics mapping
+
+
+def test_run_folder_keeps_its_fit_config_apart_from_the_checkpoint(tmp_path):
+    from training.config import FitConfig
+    from training.pipeline import FIT_CONFIG_NAME, FitRun
+
+    config = FitConfig.from_dict(
+        {"data": {"name": "concepts"}, "model": {"backbone": "test_resnet", "input_size": 32}}
+    )
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))  # older code's name
+    path = FitRun(config, tmp_path).record_config()
+    assert path.name == FIT_CONFIG_NAME != "config.json"
+    assert not (tmp_path / "config.json").exists()
+    assert FitConfig.from_dict(json.loads(path.read_text())).to_dict() == config.to_dict()

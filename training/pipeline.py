@@ -108,13 +108,19 @@ class FitRun:
         shutil.copy2(other.record_path(dense.NAME), self.runner.record_path(dense.NAME))
         log.info("dense: reused the dense model of %s", other_run)
 
-    def run(self) -> dict[str, dict]:
-        """Run what is not finished with this config; every stage's summary, by stage name."""
+    def record_config(self) -> Path:
+        """Write DIR/fit_config.json (the config this run is continued with)."""
         self.out.mkdir(parents=True, exist_ok=True)
-        write_json(self.out / FIT_CONFIG_NAME, self.config.to_dict())
+        path = self.out / FIT_CONFIG_NAME
+        write_json(path, self.config.to_dict())
         legacy = self.out / LEGACY_FIT_CONFIG_NAME
         if legacy.is_file():  # a run folder of older code: same stages, the copy renamed
             legacy.unlink()
+        return path
+
+    def run(self) -> dict[str, dict]:
+        """Run what is not finished with this config; every stage's summary, by stage name."""
+        self.record_config()
         if self.config.runtime.threads:
             torch.set_num_threads(self.config.runtime.threads)
         return self.runner.run(self.stages())
