@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import pickle
 
@@ -28,7 +27,7 @@ SMALL = ConceptsConfig(
 
 
 def generator(seed: int = 0, **changes) -> ConceptGenerator:
-    return ConceptGenerator(dataclasses.replace(SMALL, **changes), seed)
+    return ConceptGenerator(SMALL.replace(**changes), seed)
 
 
 def tiny_splits(train_size: int):
@@ -80,9 +79,7 @@ def test_classes_are_unique_overlapping_sets_covering_the_pool(seed):
 
 
 def test_crowded_class_space_still_gives_distinct_sets():
-    gen = ConceptGenerator(
-        dataclasses.replace(SMALL, num_classes=10, pool_size=5, concepts_per_class=2), 0
-    )
+    gen = ConceptGenerator(SMALL.replace(num_classes=10, pool_size=5, concepts_per_class=2), 0)
     assert sorted(map(sorted, gen.class_concepts)) == [
         list(c) for c in itertools.combinations(range(5), 2)
     ]
@@ -183,7 +180,7 @@ def test_build_gives_aligned_ground_truth_and_presence():
     data = {
         "name": "concepts",
         "seed": 4,
-        "concepts": dataclasses.asdict(SMALL) | {"textures": ["solid", "striped"]},
+        "concepts": SMALL.to_dict() | {"textures": ["solid", "striped"]},
     }
     data["concepts"] = {
         k: list(v) if isinstance(v, tuple) else v for k, v in data["concepts"].items()

@@ -124,7 +124,3 @@ class FitRun:
         if self.config.runtime.threads:
             torch.set_num_threads(self.config.runtime.threads)
         return self.runner.run(self.stages())
-
-    def evaluate_checkpoint(self, model_dir: Path, with_dense: bool = True) -> dict:
-        """All metrics of a checkpoint (and of this run's dense model), recorded in it."""
-        return evaluation.evaluate_checkpoint(self.context, model_dir, with_dense)

@@ -5,7 +5,7 @@ value (`configs/demo.yaml: field 'dense.lr' must be positive, got -1.0`)."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 from pydantic import ValidationError as PydanticValidationError
@@ -17,6 +17,10 @@ class Section(BaseModel):
     """A config section: unknown keys are errors, values are not coerced (no '3' for 3), no NaN."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with `changes`, validated as if they had been in the file."""
+        return type(self).model_validate({**self.model_dump(), **changes})
 
 
 class FieldProblem(ValueError):

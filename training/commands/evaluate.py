@@ -50,8 +50,8 @@ def load_recipe(model_dir: Path, data_config: Path | None) -> FitConfig:
 def run(args: argparse.Namespace) -> int:
     from ..data import check_dataset_files
     from ..logs import setup_logging
-    from ..pipeline import FitRun
     from ..reports import metrics_table
+    from ..stages import StageContext, evaluate_checkpoint
 
     config = load_recipe(args.model_dir, args.data)
     if args.device:
@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     check_dataset_files(config.data)
     setup_logging(None, quiet=args.json)
     # the checkpoint's run folder (its parent) holds the dense model when it came from `fit`
-    run_folder = FitRun(config, args.model_dir.parent)
-    metrics = run_folder.evaluate_checkpoint(args.model_dir, with_dense=not args.no_dense)
+    context = StageContext.create(config, args.model_dir.parent)
+    metrics = evaluate_checkpoint(context, args.model_dir, with_dense=not args.no_dense)
     if args.json:
         print_json(metrics)
     else:

@@ -7,7 +7,6 @@ needs no files. Run: python -m training.data.bench [--sizes 64 96] [--images 300
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ def per_image_ms(work: Callable[[int], object], count: int) -> float:
 
 
 def measure(size: int, count: int) -> dict:
-    gen = ConceptGenerator(dataclasses.replace(ConceptsConfig(), image_size=size), seed=0)
+    gen = ConceptGenerator(ConceptsConfig(image_size=size), seed=0)
     files = []
     for i in range(count):
         buffer = io.BytesIO()

@@ -62,9 +62,7 @@ def _round_section(ctx: StageContext, r: int) -> FinetuneSection:
     q, finetune = ctx.config.qsenn, ctx.config.finetune
     if r == 1:
         return finetune
-    return finetune.model_copy(
-        update={"epochs": q.later_epochs, "lr": finetune.lr * q.lr_decay ** (r - 2)}
-    )
+    return finetune.replace(epochs=q.later_epochs, lr=finetune.lr * q.lr_decay ** (r - 2))
 
 
 def _finished_round(folder: Path) -> tuple[list[int], QSENNRound] | None:
