@@ -95,41 +95,46 @@ def describe(error: PydanticValidationError, source: str, path: str = "") -> str
     return f"{source}: {where} {_problem(first, cause)}"
 
 
+#: pydantic's type errors (less _type/_parsing/_from_float) → what the field must be
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a finite number",
+    "finite_number": "a finite number",
+    "bool": "true or false",
+    "string": "a string",
+    "dict": "a mapping",
+    "model": "a mapping",
+    "model_attributes": "a mapping",
+    "list": "a list",
+    "tuple": "a list",
+}
+
+#: pydantic's bound errors → (its context key, the bound said in words)
+_BOUNDS = {
+    "greater_than": ("gt", lambda b: "must be positive" if b == 0 else f"must be above {b}"),
+    "greater_than_equal": (
+        "ge",
+        lambda b: "must not be negative" if b == 0 else f"must be at least {b}",
+    ),
+    "less_than": ("lt", lambda b: f"must be below {b}"),
+    "less_than_equal": ("le", lambda b: f"must be at most {b}"),
+}
+
+
 def _problem(error: dict, cause: Any) -> str:
-    kind_of, ctx = kind(error["input"]), error.get("ctx") or {}
-    kinds = {
-        "int": "an integer",
-        "float": "a finite number",
-        "finite_number": "a finite number",
-        "bool": "true or false",
-        "string": "a string",
-        "dict": "a mapping",
-        "model": "a mapping",
-        "model_attributes": "a mapping",
-        "list": "a list",
-        "tuple": "a list",
-    }
-    base = re.sub(r"_(type|parsing|from_float)$", "", error["type"])
-    if isinstance(cause, Exception):
+    """What is wrong with one field, in the words of today's messages."""
+    if isinstance(cause, Exception):  # our validators' own message
         return str(cause)
-    if base in kinds:
-        return f"must be {kinds[base]}, got {kind_of}"
-    value = error["input"]
-    if error["type"] == "literal_error":
-        choices = re.findall(r"'([^']*)'", ctx["expected"])
+    kind_of_error, value, ctx = error["type"], error["input"], error.get("ctx") or {}
+    expected = _EXPECTED.get(re.sub(r"_(type|parsing|from_float)$", "", kind_of_error))
+    if expected is not None:
+        return f"must be {expected}, got {kind(value)}"
+    if kind_of_error == "literal_error":
+        choices = re.findall(r"'([^']*)'", ctx["expected"])  # "'a', 'b' or 'c'"
         return f"must be one of {choices}, got {value!r}"
-    if error["type"] == "greater_than":
-        return (
-            "must be positive" if ctx["gt"] == 0 else f"must be above {ctx['gt']}"
-        ) + f", got {value}"
-    if error["type"] == "greater_than_equal":
-        return (
-            "must not be negative" if ctx["ge"] == 0 else f"must be at least {ctx['ge']}"
-        ) + f", got {value}"
-    if error["type"] == "less_than":
-        return f"must be below {ctx['lt']}, got {value}"
-    if error["type"] == "less_than_equal":
-        return f"must be at most {ctx['le']}, got {value}"
+    if kind_of_error in _BOUNDS:
+        key, words = _BOUNDS[kind_of_error]
+        return f"{words(ctx[key])}, got {value}"
     return error["msg"][0].lower() + error["msg"][1:]
 
 
