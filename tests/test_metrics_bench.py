@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import json
 
-from training.metrics.bench import main
+from training.cli import main
 
 
 def test_bench_times_every_metric(capsys):
-    argv = ["--train-images", "40", "--test-images", "30", "--classes", "6", "--features", "8"]
+    argv = [
+        "metrics-bench",
+        "--train-images",
+        "40",
+        "--test-images",
+        "30",
+        "--classes",
+        "6",
+        "--features",
+        "8",
+    ]
     argv += ["--k", "2", "--map-size", "4", "--dense-features", "12", "--concepts", "3", "--json"]
     assert main(argv) == 0
     rows = json.loads(capsys.readouterr().out)

@@ -17,6 +17,8 @@ COMMANDS: dict[str, str] = {
     "import-authors": "training.commands.import_authors",
     "data": "training.commands.data",
     "solver-bench": "training.commands.solver_bench",
+    "metrics-bench": "training.commands.metrics_bench",
+    "data-bench": "training.commands.data_bench",
 }
 
 

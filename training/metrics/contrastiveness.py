@@ -16,7 +16,7 @@ code: that alone makes a single feature's overlap uncertain by about ±0.01, whi
 
 The authors skip this metric for dense models (F > 1000). We compute it (30-85 s for 2,048
 features × 6,000 images on this 2-core machine, depending on its load; see
-`python -m training.metrics.bench`); `contrastiveness(max_features=...)` offers a deterministic
+`python -m training metrics-bench`); `contrastiveness(max_features=...)` offers a deterministic
 subsample of the features instead, which the caller must then report as such.
 """
 

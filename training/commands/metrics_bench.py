@@ -1,6 +1,6 @@
 """Time every metric at the sizes of a real evaluation (ResNet-50 on CUB-2011) on random data.
 
-    python -m training.metrics.bench [--dense-features 2048] [--json]
+    python -m training metrics-bench [--dense-features 2048] [--json]
 
 Sizes: 5,994 training images (features), 5,794 test images (maps), 200 classes, n = 50
 selected features with k = 5 per class, 28 × 28 maps, F = 2,048 for the dense model. The data
@@ -19,7 +19,7 @@ import numpy as np
 
 from qpm_zoo.formatting import format_table, print_json
 
-from . import (
+from ..metrics import (
     PointingGame,
     SIDAccumulator,
     class_independence,
@@ -29,11 +29,10 @@ from . import (
     match_features_to_concepts,
     structural_grounding,
 )
-from .grounding import class_similarity_from_attributes
+from ..metrics.grounding import class_similarity_from_attributes
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-images", type=int, default=5994)
     parser.add_argument("--test-images", type=int, default=5794)
     parser.add_argument("--classes", type=int, default=200)
@@ -46,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concepts", type=int, default=20, help="K for the ground-truth rows")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(0)
 
     def timed(name: str, size: str, run: Callable[[], float]) -> dict:
@@ -142,7 +143,3 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

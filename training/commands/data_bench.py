@@ -1,7 +1,7 @@
 """Time the known-concept generator against reading the same images from PNG files.
 
 Generating on the fly must cost about as much as loading a pre-rendered file, so the dataset
-needs no files. Run: python -m training.data.bench [--sizes 64 96] [--images 300]
+needs no files. Run: python -m training data-bench [--sizes 64 96] [--images 300]
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from PIL import Image
 
 from qpm_zoo.formatting import format_table, print_json
 
-from .concepts import ConceptGenerator
-from .config import ConceptsConfig
+from ..data.concepts import ConceptGenerator
+from ..data.config import ConceptsConfig
 
 
 def per_image_ms(work: Callable[[int], object], count: int) -> float:
@@ -44,14 +44,13 @@ def measure(size: int, count: int) -> dict:
     return {"image_size": size, "layout_ms": layout, "generate_ms": generate, "png_read_ms": png}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.data.bench", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96])
-    parser.add_argument("--images", type=int, default=300)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96], help="image sides (px)")
+    parser.add_argument("--images", type=int, default=300, help="images timed per size")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
     rows = [measure(size, args.images) for size in args.sizes]
     if args.json:
         print_json(rows)
@@ -75,7 +74,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     print(format_table(headers, table, floatfmt=".3f"))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
