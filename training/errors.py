@@ -16,3 +16,11 @@ class DataConfigError(QPMError, ValueError):
 
 class PretrainedWeightsError(QPMError, RuntimeError):
     """Pretrained weights were asked for but cannot be had (offline, or a mapping mismatch)."""
+
+
+class TrainingDiverged(QPMError, FloatingPointError):
+    """The loss of a training phase became NaN or infinite (the message says which epoch)."""
+
+
+class FeatureSelectionError(QPMError, RuntimeError):
+    """Q-SENN's feature selection found fewer features carrying signal than it must select."""

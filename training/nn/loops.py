@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..config import TrainSection
+from ..errors import TrainingDiverged
 from ..logs import progress
 from .fdl import feature_diversity_loss
 
@@ -156,7 +157,7 @@ def _train_epoch(
         fdl = feature_diversity_loss(out.feature_maps, out.logits, fdl_weight(), section.fdl_weight)
         loss = ce + fdl
         if not math.isfinite(loss.item()):
-            raise FloatingPointError(
+            raise TrainingDiverged(
                 f"{name}: the loss became {loss.item()} in epoch {epoch + 1}; lower the learning rate"
             )
         optimizer.zero_grad(set_to_none=True)

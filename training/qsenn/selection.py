@@ -14,6 +14,7 @@ import logging
 import numpy as np
 import torch
 
+from ..errors import FeatureSelectionError
 from .glm import cross_entropy_grad, fit_elastic_net, lambda_max, one_hot
 
 log = logging.getLogger("training")
@@ -74,7 +75,7 @@ def select_features(
             )
             if len(selected) == n:
                 return selected
-    raise RuntimeError(
+    raise FeatureSelectionError(
         f"only {len(selected)} of {n} features entered the path down to λ={lams[-1]:.3g}; "
         "the remaining features carry no signal for the labels"
     )
