@@ -38,19 +38,6 @@ from .schema import (
     validate,
 )
 
-__all__ = [
-    "MODEL_TYPES",
-    "AssignmentSection",
-    "DenseSection",
-    "FinetuneSection",
-    "FitConfig",
-    "FitConfigError",
-    "ModelSection",
-    "QSENNSection",
-    "RuntimeSection",
-    "TrainSection",
-]
-
 MODEL_TYPES = ("qpm", "qsenn")
 
 Fraction = Annotated[PositiveFloat, Field(le=1)]  #: in (0, 1]

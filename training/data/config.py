@@ -54,8 +54,6 @@ SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond", "ring", "c
 COLORS = ("red", "green", "blue", "yellow", "magenta", "cyan", "orange", "white")
 TEXTURES = ("solid", "striped", "dotted")
 
-__all__ = ["BOX_DATASETS", "DATASETS", "ConceptsConfig", "DataConfig", "DataConfigError"]
-
 
 def _names_from(vocabulary: tuple[str, ...]) -> AfterValidator:
     """A non-empty list of distinct names, each one of `vocabulary`."""
