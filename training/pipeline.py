@@ -45,6 +45,7 @@ class FitRun:
         self.context = StageContext.create(config, self.out)
 
     def stages(self) -> list[Stage]:
+        """The stages of this config's model type, in the order they run."""
         ctx = self.context
         first = Stage(dense.NAME, dense.SECTIONS, lambda: dense.train_dense(ctx).to_dict())
         last = Stage(
