@@ -13,6 +13,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "training.evaluate",
     "compare": "training.compare",
     "publish": "training.publish",
+    "import-authors": "training.import_authors",
     "data": "training.data.__main__",
     "solver-bench": "training.solver.bench",
 }
