@@ -29,6 +29,8 @@ from qpm_zoo.errors import QPMError
 from qpm_zoo.formatting import format_table, print_json
 from qpm_zoo.version import __version__
 
+from .provenance import check_license
+
 DEFAULT_REVISION = "main"
 
 
@@ -161,6 +163,7 @@ def plan_publish(folder: Path, repo_id: str, revision: str = DEFAULT_REVISION) -
     except HFValidationError as e:
         raise PublishError(f"{repo_id!r} is not a valid Hub repository id ({e})") from None
     config, names = check_checkpoint(folder)
+    check_license(config, folder)  # weights made by others need an explicit license
     card = render_model_card(config, repo_id)
     files = [UploadFile(name, folder / name, (folder / name).stat().st_size) for name in names]
     files.append(UploadFile(README_NAME, folder / README_NAME, len(card.encode("utf-8")), True))
