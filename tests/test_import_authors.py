@@ -495,3 +495,67 @@ def test_publish_needs_an_explicit_license(tmp_path, capsys):
     assert code == 0
     assert training_main(argv) == 0
     assert "license: other" in (out / "README.md").read_text()
+
+
+# -- downstream: evaluate on the dataset ---------------------------------------------------------
+def test_evaluate_runs_on_a_converted_checkpoint(tmp_path, capsys):
+    from test_data_cub import make_cub
+
+    base = make_cub(tmp_path / "data")
+    source = tmp_path / "qpm.pth"
+    torch.save(authors_state_dict(num_classes=3, n=4, k=2), source)
+    out = tmp_path / "converted"
+    argv = ["import-authors", source, "--arch", "resnet18", "--labels", base / "classes.txt",
+            "--image-size", 32, "--out", out, "--reduced-strides"]  # fmt: skip
+    assert training_main([str(a) for a in argv]) == 0
+    assert QPMConfig.load(out / "config.json").label_names[0] == "Black footed Albatross"
+    recipe = tmp_path / "cub.yaml"
+    recipe.write_text(
+        f"extends: {Path(__file__).parents[1] / 'configs' / 'cub-resnet50.yaml'}\n"
+        f"data: {{root: {base}}}\n"
+        "runtime: {device: cpu, num_workers: 0, eval_batch_size: 4}\n"
+    )
+    capsys.readouterr()
+    argv = ["evaluate", str(out), "--data", str(recipe), "--no-dense", "--json"]
+    assert training_main(argv) == 0, capsys.readouterr().err
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["per_class"] == 2
+    assert QPMConfig.load(out / "config.json").metrics["accuracy"] == metrics["accuracy"]
+
+
+# -- slow: a release-sized file through every downstream command ---------------------------------
+@pytest.mark.slow
+def test_full_size_resnet50_release_works_everywhere(tmp_path, capsys, image_file):
+    """ResNet-50 with reduced strides at 224 px, 200 classes, n = 50, k = 5 (the released QPM's
+    shape): converted, equal to the authors' forward, exported to ONNX with its parity check,
+    and used by qpm predict/explain/compare/assignment and publish --dry-run."""
+    import export.cli
+    import qpm_zoo.cli
+
+    labels = [f"Species {i:03d}" for i in range(200)]
+    sd = authors_state_dict("resnet50", "qpm", num_classes=200, n=50, k=5, seed=11)
+    argv = ["--reduced-strides", "--reported-accuracy", "85.5", "--license", "other"]
+    code, out = import_authors(tmp_path, sd, *argv, arch="resnet50", size=224, labels=labels)
+    assert code == 0
+    model = QPM.from_pretrained(out)
+    assert (model.config.num_classes, model.config.n_features, model.config.k) == (200, 50, 5)
+    assert_same_outputs(model, sd, reduced=True, size=224)
+    del model
+
+    capsys.readouterr()
+    assert export.cli.main(["onnx", str(out), "--json"]) == 0
+    export_result = json.loads(capsys.readouterr().out)
+    assert export_result["passed"] and export_result["written"]
+    assert QPMConfig.load(out / "config.json").provenance.file == "qpm_50_5_FinetunedModel.pth"
+
+    for backend in ([], ["--onnx"]):
+        assert qpm_zoo.cli.main(["predict", str(out), str(image_file), "--json", *backend]) == 0
+        prediction = json.loads(capsys.readouterr().out)
+        assert prediction["label"] in labels
+    assert qpm_zoo.cli.main(["explain", str(out), "Species 000"]) == 0
+    assert qpm_zoo.cli.main(["compare", str(out), "Species 000", "Species 001"]) == 0
+    assert qpm_zoo.cli.main(["assignment", str(out), "--out", str(tmp_path / "a.png")]) == 0
+    assert (tmp_path / "a.png").stat().st_size > 0
+    assert training_main(["publish", str(out), "org/qpm-resnet50-cub", "--dry-run"]) == 0
+    card = (out / "README.md").read_text()
+    assert "## Provenance" in card and "model.onnx" in card
