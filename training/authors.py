@@ -28,11 +28,15 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from qpm_zoo.config import PreprocessConfig, Provenance
 from qpm_zoo.errors import QPMError
+
+if TYPE_CHECKING:
+    from qpm_zoo.model import QPM
 
 #: Where the authors list their released files (Google Drive folders in the README).
 AUTHORS_RELEASES = "https://github.com/ThomasNorr/QPM#pretrained-models"
@@ -130,6 +134,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise AuthorsCheckpointError(f"{path}: no such file")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise AuthorsCheckpointError(f"{path}: cannot be read ({e})") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise AuthorsCheckpointError(
@@ -335,7 +341,7 @@ def convert(
     model_type: str | None = None,
     per_class: int | None = None,
     training: dict | None = None,
-):
+) -> QPM:
     """The qpm-zoo model with the authors' weights (its outputs equal their model's)."""
     from qpm_zoo.backbone import Backbone
     from qpm_zoo.config import BackboneConfig

@@ -124,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         raise AuthorsCheckpointError(
             f"--reported-accuracy is a percentage in (0, 100], got {args.reported_accuracy}"
         )
+    if args.out.exists() and not args.out.is_dir():
+        raise AuthorsCheckpointError(f"{args.out}: exists and is not a folder")
     if (args.out / CONFIG_NAME).exists() and not args.overwrite:
         raise AuthorsCheckpointError(
             f"{args.out}: already holds a checkpoint; pass --overwrite to replace it"
