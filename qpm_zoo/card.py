@@ -329,7 +329,7 @@ def _facts_table(config: QPMConfig, recipe: RecipeMetadata) -> str:
         ),
         ("Files", ", ".join(f"`{name}`" for name in files)),
         ("Dataset", recipe.dataset_name or "not recorded"),
-        ("License", recipe.license or "not recorded"),
+        ("License", recipe.license or _unknown_license(config)),
     ]
     if recipe.base_model:
         rows.append(("Base model", recipe.base_model))
@@ -340,6 +340,14 @@ def _facts_table(config: QPMConfig, recipe: RecipeMetadata) -> str:
         )
     )
     return markdown_table(["", ""], rows)
+
+
+def _unknown_license(config: QPMConfig) -> str:
+    return (
+        "not stated by the weights' authors (see Provenance)"
+        if config.provenance
+        else "not recorded"
+    )
 
 
 def _example_classes(config: QPMConfig) -> tuple[str, str]:

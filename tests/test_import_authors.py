@@ -477,6 +477,7 @@ def test_card_says_where_the_weights_come_from(tmp_path):
     assert "Reported by the authors for this file, not measured here" in section
     assert "| Top-1 accuracy | 0.855 |" in section
     assert "no licence file" in section
+    assert "| License | not stated by the weights' authors (see Provenance) |" in card
 
 
 def test_card_without_provenance_has_no_such_section(qpm_dir):

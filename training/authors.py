@@ -48,7 +48,7 @@ PAPERS = {
         "Classification, ICLR 2025 (https://openreview.net/forum?id=GlAeL0I8LX)"
     ),
     "qsenn": (
-        "Norrenbrock et al., Q-SENN: Quantized Self-Explaining Neural Network, AAAI 2024 "
+        "Norrenbrock et al., Q-SENN: Quantized Self-Explaining Neural Networks, AAAI 2024 "
         "(https://ojs.aaai.org/index.php/AAAI/article/view/30145)"
     ),
 }
