@@ -329,7 +329,7 @@ def _facts_table(config: QPMConfig, recipe: RecipeMetadata) -> str:
         ),
         ("Files", ", ".join(f"`{name}`" for name in files)),
         ("Dataset", recipe.dataset_name or "not recorded"),
-        ("License", recipe.license or "not recorded"),
+        ("License", recipe.license or _unknown_license(config)),
     ]
     if recipe.base_model:
         rows.append(("Base model", recipe.base_model))
@@ -340,6 +340,14 @@ def _facts_table(config: QPMConfig, recipe: RecipeMetadata) -> str:
         )
     )
     return markdown_table(["", ""], rows)
+
+
+def _unknown_license(config: QPMConfig) -> str:
+    return (
+        "not stated by the weights' authors (see Provenance)"
+        if config.provenance
+        else "not recorded"
+    )
 
 
 def _example_classes(config: QPMConfig) -> tuple[str, str]:
@@ -470,7 +478,33 @@ def _shared_list(names: Sequence[str], limit: int = 6) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def _provenance_section(config: QPMConfig) -> str:
+    """Where converted weights come from, and what their authors (not qpm-zoo) report."""
+    p = config.provenance
+    if p is None:
+        return ""
+    parts = [
+        "## Provenance",
+        (
+            "The weights were converted from a release by the method's authors; qpm-zoo did not "
+            f"train them. File: `{p.file}` (SHA-256 `{p.sha256}`), from {p.source}. Paper: "
+            f"{p.paper}."
+        ),
+    ]
+    if p.note:
+        parts.append(p.note)
+    if p.reported_metrics:
+        rows = [(metric_info(key).name, _fmt(value)) for key, value in p.reported_metrics.items()]
+        parts.append(
+            "Reported by the authors for this file, not measured here:\n\n"
+            + markdown_table(["Metric", "Reported"], rows)
+        )
+    return "\n\n".join(parts) + "\n\n"
+
+
 def _training_section(config: QPMConfig) -> str:
+    if config.provenance is not None:
+        return "The authors trained these weights with their own code (see Provenance)."
     if not config.training:
         return "config.json records no training recipe for this checkpoint."
     import yaml
@@ -491,6 +525,7 @@ class CardFields:
     title: str
     summary: str
     facts_table: str
+    provenance_section: str  #: empty, or a whole section ending in a blank line
     python_usage: str
     onnx_usage: str
     cli_usage: str
@@ -515,6 +550,7 @@ def card_fields(config: QPMConfig, repo_id: str | None = None, max_classes: int 
         title=_title(config, repo_id),
         summary=_summary(config, recipe),
         facts_table=_facts_table(config, recipe),
+        provenance_section=_provenance_section(config),
         python_usage=_python_usage(config, model_id),
         onnx_usage=_onnx_usage(config, model_id),
         cli_usage=_cli_usage(config, model_id),

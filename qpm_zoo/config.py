@@ -178,6 +178,48 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """Where the weights come from when they were not trained by qpm-zoo (e.g. an authors'
+    release converted by `python -m training import-authors`)."""
+
+    source: str  #: where the file was published (a URL)
+    file: str  #: the file's name
+    sha256: str  #: of the file, as converted
+    paper: str  #: the paper the weights belong to
+    reported_metrics: dict[str, float] = field(default_factory=dict)  #: as the authors report
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {
+            "source": self.source,
+            "file": self.file,
+            "sha256": self.sha256,
+            "paper": self.paper,
+            "reported_metrics": dict(self.reported_metrics),
+        }
+        if self.note is not None:
+            out["note"] = self.note
+        return out
+
+    @classmethod
+    def _parse(cls, f: FieldReader) -> Provenance:
+        reported = f.dict("reported_metrics", {})
+        for key, value in reported.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise f.error(f"reported_metrics.{key}", f"must be a number, got {kind(value)}")
+        out = cls(
+            source=f.str("source"),
+            file=f.str("file"),
+            sha256=f.str("sha256"),
+            paper=f.str("paper"),
+            reported_metrics={key: float(value) for key, value in reported.items()},
+            note=f.str("note", None),
+        )
+        f.reject_unknown()
+        return out
+
+
+@dataclass(frozen=True)
 class QPMConfig:
     """The content of a checkpoint's config.json (see architecture.md, "The checkpoint")."""
 
@@ -194,6 +236,7 @@ class QPMConfig:
     metrics: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     onnx: dict | None = None
+    provenance: Provenance | None = None
     library_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -255,6 +298,8 @@ class QPMConfig:
         }
         if self.onnx is not None:
             out["onnx"] = self.onnx
+        if self.provenance is not None:
+            out["provenance"] = self.provenance.to_dict()
         return out
 
     def to_json(self) -> str:
@@ -324,6 +369,11 @@ class QPMConfig:
             "metrics": f.dict("metrics", {}),
             "training": f.dict("training", {}),
             "onnx": None if onnx is None else dict(onnx),
+            "provenance": (
+                None
+                if f.get("provenance", None) is None
+                else Provenance._parse(f.sub("provenance"))
+            ),
             "library_version": f.str("library_version", __version__),
             "format_version": version,
         }

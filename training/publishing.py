@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from qpm_zoo.card import README_NAME, render_model_card
+from qpm_zoo.card import README_NAME, RecipeMetadata, render_model_card
 from qpm_zoo.config import CONFIG_NAME, WEIGHTS_NAME, QPMConfig, write_text_atomic
 from qpm_zoo.errors import QPMError
 from qpm_zoo.version import __version__
@@ -18,6 +18,20 @@ DEFAULT_REVISION = "main"
 
 class PublishError(QPMError):
     """The checkpoint cannot be published, or the Hub refused the upload."""
+
+
+def check_license(config: QPMConfig, folder: Path) -> None:
+    """Weights made by others (a `provenance`) are published only under an explicit license:
+    the authors' releases state none, so no default can be assumed for them."""
+    if config.provenance is None:
+        return
+    if RecipeMetadata.from_training(config.training).license is None:
+        raise PublishError(
+            f"{folder}: the weights were converted from {config.provenance.file} "
+            f"({config.provenance.source}), whose terms are not stated (the authors' repository "
+            "has no licence file); set training.publish.license in config.json (import-authors "
+            "--license) to the license you may publish them under"
+        )
 
 
 @dataclass(frozen=True)
@@ -145,6 +159,7 @@ def plan_publish(folder: Path, repo_id: str, revision: str = DEFAULT_REVISION) -
     except HFValidationError as e:
         raise PublishError(f"{repo_id!r} is not a valid Hub repository id ({e})") from None
     config, names = check_checkpoint(folder)
+    check_license(config, folder)  # weights made by others need an explicit license
     card = render_model_card(config, repo_id)
     files = [UploadFile(name, folder / name, (folder / name).stat().st_size) for name in names]
     files.append(UploadFile(README_NAME, folder / README_NAME, len(card.encode("utf-8")), True))
