@@ -213,7 +213,7 @@ def benchmark(
                 model.head(maps)
 
         def ort_forward(pixels: np.ndarray = pixels) -> None:
-            runtime.forward(pixels)
+            runtime.forward_arrays(pixels)
 
         for _ in range(warmup):
             torch_forward(), ort_forward(), head_only()

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from qpm_zoo.config import CONFIG_NAME, ONNX_NAME, write_bytes_atomic
+from qpm_zoo.checkpoint import write_checkpoint
+from qpm_zoo.config import CONFIG_NAME, ONNX_NAME
 from qpm_zoo.errors import CheckpointError, QPMError
 from qpm_zoo.formatting import print_json
 from qpm_zoo.onnx_model import OUTPUT_NAMES, OnnxRecord, QPMOnnx, import_onnxruntime
@@ -232,14 +233,14 @@ def _export(
         f"validating against PyTorch ({'random and real' if photos else 'random'} inputs, batch 1 and 5)"
     )
     runtime = QPMOnnx(
-        config.replace(onnx=record.to_dict()),
+        config.replace(onnx=record),
         graph.data,
         providers=["CPUExecutionProvider"],
         source=str(model_dir / CONFIG_NAME),
     )
     inputs = validation_inputs(runtime.preprocessor, photos, VALIDATION_BATCHES)
     report = validate(model, runtime, inputs, tolerance)
-    record = dataclasses.replace(record, validation=report.to_record())
+    record = record.model_copy(update={"validation": report.to_record()})
     steps.done()
     if not photos:
         print(
@@ -248,6 +249,16 @@ def _export(
         )
     if not report.passed:
         return ExportResult(path, record, report, written=False)
-    write_bytes_atomic(path, graph.data)
-    config.replace(onnx=record.to_dict()).save(model_dir / CONFIG_NAME)
+    write_checkpoint(
+        model_dir,
+        config.replace(onnx=record),
+        files={relative: graph.data},
+        keep=_kept_files(model_dir),
+    )
     return ExportResult(path, record, report, written=True)
+
+
+def _kept_files(model_dir: Path) -> list[str]:
+    """What an export keeps of the checkpoint: everything but an earlier export."""
+    files = (p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file())
+    return [name for name in files if not name.endswith(".onnx")]

@@ -173,8 +173,8 @@ def validate(
     rows: list[OutputDiff] = []
     agree = total = 0
     for item in inputs:
-        ref = reference._forward_arrays(item.pixel_values, with_maps=True)
-        got = candidate._forward_arrays(item.pixel_values, with_maps=True)
+        ref = reference.forward_arrays(item.pixel_values, with_maps=True)
+        got = candidate.forward_arrays(item.pixel_values, with_maps=True)
         for name, a, b in zip(OUTPUT_NAMES, got, ref):
             rows.append(OutputDiff(item.kind, len(item.pixel_values), name, *difference(a, b)))
         agree += int(np.sum(got.logits.argmax(1) == ref.logits.argmax(1)))

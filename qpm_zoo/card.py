@@ -29,13 +29,13 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from .config import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME, QPMConfig
+from .checkpoint import README_NAME as README_NAME  # where training.publish finds it
+from .config import CONFIG_NAME, WEIGHTS_NAME, QPMConfig
 from .errors import QPMError
 from .explain import GlobalExplainer
 from .version import __version__
 
 TEMPLATE_NAME = "MODEL_CARD.md"
-README_NAME = "README.md"
 
 #: Model id written into the usage examples when the card is rendered without a Hub repo id.
 LOCAL_MODEL_ID = "path/to/checkpoint"
@@ -305,7 +305,7 @@ def _facts_table(config: QPMConfig, recipe: RecipeMetadata) -> str:
         backbone += ", " + ", ".join(f"{key}={value!r}" for key, value in sorted(bb.kwargs.items()))
     files = [CONFIG_NAME, WEIGHTS_NAME]
     if config.onnx is not None:
-        files.append(str(config.onnx.get("file", ONNX_NAME)))
+        files.append(str(config.onnx.file))
     _, height, width = prep.input_size
     rows = [
         ("Model type", MODEL_TYPE_NAMES[config.model_type]),

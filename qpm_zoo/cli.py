@@ -207,11 +207,11 @@ def _explain(args: argparse.Namespace) -> None:
     if not args.out:
         _emit(_load_predictor(args).predict(image), args.json, format_prediction)
         return
-    from .viz import check_figure_path, explain_images, explanation_figure, save_figure
+    from .viz import check_figure_path, explanation_figure, save_figure
 
     check_figure_path(args.out)
     model = _load_predictor(args)
-    item = explain_images(model, image)[0]
+    item = model.predict_with_maps(image)[0]
     path = save_figure(explanation_figure(model, item), args.out)
     _emit(item.prediction, args.json, format_prediction)
     _note_figure(path, args.json)

@@ -1,8 +1,10 @@
 """The checkpoint's config.json: everything needed to rebuild a model and explain it without weights.
 
-This module is torch-free (the ONNX inference path uses it on servers without PyTorch).
-Parsing is strict: an unknown or missing field, a wrong type or an inconsistent assignment is a
-ConfigError naming the file and the field, so a bad checkpoint never half-loads.
+config.json is defined once, by the pydantic models below; `json_schema()` is its JSON Schema
+(`python -m qpm_zoo.config --schema` prints it). This module is torch-free (the ONNX inference
+path uses it on servers without PyTorch). Parsing is strict: an unknown or missing field, a
+wrong type or an inconsistent assignment is a ConfigError naming the file, the field path and
+the value, so a bad checkpoint never half-loads.
 """
 
 from __future__ import annotations
@@ -10,18 +12,46 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import numpy as np
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from ._fields import FieldReader, kind
+from .atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from .errors import ConfigError
 from .version import __version__
+
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT_VERSION",
+    "ONNX_NAME",
+    "WEIGHTS_NAME",
+    "Assignment",
+    "BackboneConfig",
+    "OnnxRecord",
+    "PreprocessConfig",
+    "Provenance",
+    "QPMConfig",
+    "atomic_path",
+    "json_schema",
+    "write_bytes_atomic",
+    "write_text_atomic",
+]
 
 #: Version of the checkpoint format. Bump it when a reader of the old format would misread a
 #: new checkpoint; readers refuse configs from a newer format instead of guessing.
@@ -31,93 +61,171 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ONNX_NAME = "model.onnx"
 
-MODEL_TYPES = ("qpm", "qsenn")
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
-CROP_MODES = ("center", "squash")
+ModelType = Literal["qpm", "qsenn"]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
+CropMode = Literal["center", "squash"]
+OnnxDtype = Literal["float32", "float16"]
+MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
+INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
+CROP_MODES: tuple[str, ...] = get_args(CropMode)
+ONNX_DTYPES: tuple[str, ...] = get_args(OnnxDtype)
 
 
-@dataclass(frozen=True)
-class BackboneConfig:
+# -- value types: JSON's scalars without Python's silent conversions ('2' → 2, true → 1) -------
+def kind(value: Any) -> str:
+    """How a value reads in an error message: its JSON type and, for scalars, the value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, (int, float, str)):
+        return f"{type(value).__name__} {value!r}"
+    return type(value).__name__
+
+
+def _wrong_type(expected: str, value: Any) -> ValueError:
+    # a ValueError, not a TypeError: pydantic turns only ValueErrors into validation errors
+    return ValueError(f"must be {expected}, got {kind(value)}")
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise _wrong_type("an integer", value)
+    return int(value)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise _wrong_type("a number", value)
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value}")
+    return float(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _wrong_type("a string", value)
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _wrong_type("true or false", value)
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_integer)]
+Number = Annotated[float, BeforeValidator(_number)]
+Text = Annotated[str, BeforeValidator(_text)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+
+
+def _image_size(value: tuple[int, ...]) -> tuple[int, ...]:
+    if len(value) != 3 or value[0] != 3 or min(value) < 1:
+        raise ValueError(f"must be [3, height, width], got {list(value)}")
+    return value
+
+
+def _hex_digest(sha: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise ValueError(f"must be 64 lowercase hex digits, got {sha!r}")
+    return sha
+
+
+ImageSize = Annotated[tuple[Integer, ...], AfterValidator(_image_size)]  #: [3, height, width]
+Sha256 = Annotated[Text, AfterValidator(_hex_digest)]
+
+
+class FieldProblem(ValueError):
+    """A consistency problem found by a model-level check, at `path` below the model."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = path
+        self.problem = problem
+
+
+class _InvalidFields(ConfigError):
+    """A model built from keywords failed validation. pydantic also runs a custom `__init__`
+    for nested models, so this may be caught by an outer validation: it keeps the original
+    errors, and the outer message is made from them with the outer field path in front."""
+
+    def __init__(self, error: ValidationError, source: str):
+        super().__init__(str(config_error(error, source)))
+        self.error = error
+
+
+class _Strict(BaseModel):
+    """Frozen, no unknown fields: a config.json is read exactly as written or not at all."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Optional parts config.json leaves out when absent (rather than writing null).
+    _omitted_when_none: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **data: Any) -> None:
+        """Keyword construction, validated like a file (errors name the class)."""
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise _InvalidFields(e, type(self).__name__) from None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for name in self._omitted_when_none:
+            if data.get(name, ...) is None:
+                del data[name]
+        return data
+
+    def to_dict(self) -> dict:
+        """The plain JSON form written into config.json."""
+        return self.model_dump(mode="json")
+
+
+# -- the parts -------------------------------------------------------------------------------
+class BackboneConfig(_Strict):
     """Which timm model produces the feature maps, and how it was modified."""
 
-    name: str
-    num_features: int
-    kwargs: dict = field(default_factory=dict)
-    reduced_strides: bool = False
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "num_features": self.num_features,
-            "kwargs": dict(self.kwargs),
-            "reduced_strides": self.reduced_strides,
-        }
-
-    @classmethod
-    def _parse(cls, f: FieldReader) -> BackboneConfig:
-        out = cls(
-            name=f.str("name"),
-            num_features=f.int("num_features", minimum=1),
-            kwargs=f.dict("kwargs", {}),
-            reduced_strides=f.bool("reduced_strides", False),
-        )
-        f.reject_unknown()
-        return out
+    name: Text
+    num_features: Annotated[Integer, Field(ge=1)]
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    reduced_strides: Flag = False
 
 
-@dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessConfig(_Strict):
     """timm-style evaluation preprocessing (the same fields as timm's pretrained_cfg)."""
 
-    input_size: tuple[int, int, int] = (3, 224, 224)
-    interpolation: str = "bicubic"
-    crop_mode: str = "center"
-    crop_pct: float = 0.875
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    input_size: ImageSize = (3, 224, 224)
+    interpolation: Interpolation = "bicubic"
+    crop_mode: CropMode = "center"
+    crop_pct: Number = 0.875
+    mean: tuple[Number, ...] = (0.485, 0.456, 0.406)
+    std: tuple[Number, ...] = (0.229, 0.224, 0.225)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-
-    def to_dict(self) -> dict:
-        return {
-            "input_size": list(self.input_size),
-            "interpolation": self.interpolation,
-            "crop_mode": self.crop_mode,
-            "crop_pct": self.crop_pct,
-            "mean": list(self.mean),
-            "std": list(self.std),
-        }
-
+    @field_validator("crop_pct")
     @classmethod
-    def _parse(cls, f: FieldReader) -> PreprocessConfig:
-        size = f.int_list("input_size")
-        if len(size) != 3 or size[0] != 3 or min(size) < 1:
-            raise f.error("input_size", f"must be [3, height, width], got {size}")
-        crop_pct = f.float("crop_pct", 1.0)
-        if not 0.0 < crop_pct <= 1.0:
-            raise f.error("crop_pct", f"must be in (0, 1], got {crop_pct}")
-        mean, std = f.float_list("mean"), f.float_list("std")
-        if len(mean) != 3:
-            raise f.error("mean", f"must hold 3 numbers (one per RGB channel), got {len(mean)}")
-        if len(std) != 3 or min(std) <= 0:
-            raise f.error("std", f"must hold 3 positive numbers, got {std}")
-        out = cls(
-            input_size=tuple(size),
-            interpolation=f.str("interpolation", "bicubic", INTERPOLATIONS),
-            crop_mode=f.str("crop_mode", "center", CROP_MODES),
-            crop_pct=crop_pct,
-            mean=tuple(mean),
-            std=tuple(std),
-        )
-        f.reject_unknown()
-        return out
+    def _crop_pct(cls, value: float) -> float:
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"must be in (0, 1], got {value}")
+        return value
+
+    @field_validator("mean")
+    @classmethod
+    def _mean(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if len(value) != 3:
+            raise ValueError(f"must hold 3 numbers (one per RGB channel), got {list(value)}")
+        return value
+
+    @field_validator("std")
+    @classmethod
+    def _std(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if len(value) != 3 or min(value) <= 0:
+            raise ValueError(f"must hold 3 positive numbers, got {list(value)}")
+        return value
 
 
-@dataclass(frozen=True)
-class Assignment:
+class Assignment(_Strict):
     """Which selected features each class uses, and with which weight.
 
     `class_features[c]` lists positions in `QPMConfig.selected_features` (0..n-1). For QPM every
@@ -125,29 +233,18 @@ class Assignment:
     the signed quantised weights and the per-class bias.
     """
 
-    class_features: tuple[tuple[int, ...], ...]
-    class_weights: tuple[tuple[float, ...], ...] | None = None
-    bias: tuple[float, ...] | None = None
+    class_features: tuple[tuple[Integer, ...], ...]
+    class_weights: tuple[tuple[Number, ...], ...] | None = None
+    bias: tuple[Number, ...] | None = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "class_features", tuple(tuple(int(i) for i in row) for row in self.class_features)
-        )
-        if self.class_weights is not None:
-            object.__setattr__(
-                self,
-                "class_weights",
-                tuple(tuple(float(w) for w in row) for row in self.class_weights),
-            )
-        if self.bias is not None:
-            object.__setattr__(self, "bias", tuple(float(b) for b in self.bias))
+    _omitted_when_none = ("class_weights", "bias")
 
     @classmethod
     def from_matrix(cls, weight: np.ndarray, bias: np.ndarray | None = None) -> Assignment:
         """Build from a dense [C, n] weight matrix; binary matrices without bias give a QPM assignment."""
         weight = np.asarray(weight, dtype=np.float64)
         if weight.ndim != 2:
-            raise ValueError(
+            raise ConfigError(
                 f"weight must be a [classes, features] matrix, got shape {weight.shape}"
             )
         rows = [tuple(int(i) for i in np.flatnonzero(row)) for row in weight]
@@ -168,43 +265,92 @@ class Assignment:
     def bias_vector(self) -> np.ndarray | None:
         return None if self.bias is None else np.asarray(self.bias, dtype=np.float32)
 
-    def to_dict(self) -> dict:
-        out: dict[str, Any] = {"class_features": [list(r) for r in self.class_features]}
-        if self.class_weights is not None:
-            out["class_weights"] = [list(r) for r in self.class_weights]
-        if self.bias is not None:
-            out["bias"] = list(self.bias)
-        return out
+
+class OnnxRecord(_Strict):
+    """config.json's `onnx` entry: what the export is and what it accepts.
+
+    `file` is the export's path inside the checkpoint; `dtype` is the precision the backbone
+    computes in (inputs and outputs are always float32 in our exports); `validation` holds the
+    exporter's measured differences against PyTorch (free-form, for people and model cards).
+    Unknown keys are kept: later exporters may record more facts about their export.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    file: Text
+    opset: Annotated[Integer, Field(ge=1)]
+    sha256: Sha256
+    dtype: OnnxDtype = "float32"
+    input_size: ImageSize
+    dynamic_batch: Flag = True
+    feature_map_size: tuple[Integer, ...] | None = None
+    exporter: dict[str, Any] = Field(default_factory=dict)
+    validation: dict[str, Any] = Field(default_factory=dict)
+
+    _omitted_when_none = ("feature_map_size",)
+
+    @field_validator("file")
+    @classmethod
+    def _relative_file(cls, name: str) -> str:
+        path = PurePosixPath(name)
+        if not path.parts or path.is_absolute() or ".." in path.parts or "\\" in name:
+            raise ValueError(f"must be a relative path inside the checkpoint, got {name!r}")
+        return name
+
+    @field_validator("feature_map_size")
+    @classmethod
+    def _map_size(cls, size: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise ValueError(f"must be [height, width], got {list(size)}")
+        return size
+
+    @classmethod
+    def from_config(cls, config: QPMConfig, source: str = CONFIG_NAME) -> OnnxRecord:
+        """`config.onnx`, or CheckpointError when the checkpoint has no ONNX export."""
+        from .errors import CheckpointError
+
+        if config.onnx is None:
+            raise CheckpointError(
+                f"{source}: has no 'onnx' entry, so this checkpoint has no ONNX export; "
+                "create one with: python -m export onnx MODEL_DIR"
+            )
+        return config.onnx
 
 
-@dataclass(frozen=True)
-class QPMConfig:
+class Provenance(_Strict):
+    """Where a checkpoint's weights come from when qpm-zoo did not train them (e.g. the authors'
+    release, converted): the original file, its checksum, the paper and what it reports."""
+
+    source: Text  #: e.g. "authors-release"
+    file: Text  #: the original file's name
+    sha256: Sha256  #: of the original file
+    paper: Text
+    reported_metrics: dict[str, Number] = Field(default_factory=dict)
+    note: Text | None = None  #: free text, e.g. the licence situation
+
+
+# -- the whole file --------------------------------------------------------------------------
+class QPMConfig(_Strict):
     """The content of a checkpoint's config.json (see architecture.md, "The checkpoint")."""
 
-    model_type: str
+    format_version: Integer = FORMAT_VERSION
+    library_version: Text = __version__
+    model_type: ModelType
     backbone: BackboneConfig
-    num_classes: int
-    selected_features: tuple[int, ...]
-    k: int
+    num_classes: Annotated[Integer, Field(ge=1)]
+    label_names: tuple[Text, ...]
+    selected_features: tuple[Integer, ...]
+    k: Annotated[Integer, Field(ge=1)]
     assignment: Assignment
-    label_names: tuple[str, ...]
-    preprocessing: PreprocessConfig = field(default_factory=PreprocessConfig)
-    feature_names: tuple[str, ...] | None = None
-    feature_descriptions: tuple[str, ...] | None = None
-    metrics: dict = field(default_factory=dict)
-    training: dict = field(default_factory=dict)
-    onnx: dict | None = None
-    library_version: str = __version__
-    format_version: int = FORMAT_VERSION
+    preprocessing: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    feature_names: tuple[Text, ...] | None = None
+    feature_descriptions: tuple[Text, ...] | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    onnx: OnnxRecord | None = None
+    provenance: Provenance | None = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "selected_features", tuple(int(i) for i in self.selected_features))
-        object.__setattr__(self, "label_names", tuple(self.label_names))
-        for name in ("feature_names", "feature_descriptions"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, tuple(value))
-        self._validate("QPMConfig")
+    _omitted_when_none = ("onnx", "provenance")
 
     # -- derived -------------------------------------------------------------------------------
     @property
@@ -229,34 +375,102 @@ class QPMConfig:
 
     def replace(self, **changes: Any) -> QPMConfig:
         """A copy with some fields changed (validated again)."""
-        data = {f: getattr(self, f) for f in self.__dataclass_fields__}
-        data.update(changes)
-        return QPMConfig(**data)
+        return _validated(type(self), {**dict(self), **changes}, "QPMConfig")
+
+    # -- checks --------------------------------------------------------------------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _readable_format(cls, data: Any) -> Any:
+        """Refuse a newer format before reading any field: its fields may mean other things."""
+        if not isinstance(data, Mapping):
+            return data
+        version = data.get("format_version", FORMAT_VERSION)
+        if isinstance(version, int) and not isinstance(version, bool):
+            if version > FORMAT_VERSION:
+                raise FieldProblem(
+                    "",
+                    f"written in checkpoint format {version} (by qpm-zoo "
+                    f"{data.get('library_version', '?')}); this qpm-zoo {__version__} reads format "
+                    f"{FORMAT_VERSION} and older. Upgrade: pip install -U qpm-zoo",
+                )
+            if version < 1:
+                raise FieldProblem("format_version", f"must be 1 or newer, got {version}")
+        return data
+
+    @field_validator("preprocessing", mode="before")
+    @classmethod
+    def _default_preprocessing(cls, value: Any) -> Any:
+        return PreprocessConfig() if value is None else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QPMConfig:
+        n, C = self.n_features, self.num_classes
+        if n == 0:
+            raise FieldProblem("selected_features", "must not be empty")
+        if len(set(self.selected_features)) != n:
+            raise FieldProblem("selected_features", "must not repeat a feature")
+        outside = [i for i in self.selected_features if not 0 <= i < self.backbone.num_features]
+        if outside:
+            raise FieldProblem(
+                "selected_features",
+                f"holds {outside[:5]}, outside the backbone's {self.backbone.num_features} "
+                "features",
+            )
+        if len(self.label_names) != C:
+            raise FieldProblem(
+                "label_names", f"has {len(self.label_names)} names for num_classes={C}"
+            )
+        if len(set(self.label_names)) != C:
+            raise FieldProblem(
+                "label_names", "must not repeat a name (classes are looked up by name)"
+            )
+        for name in ("feature_names", "feature_descriptions"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise FieldProblem(name, f"has {len(value)} entries for {n} selected features")
+        if self.k > n:
+            raise FieldProblem("k", f"is {self.k}, more than the {n} selected features")
+        self._check_assignment()
+        return self
+
+    def _check_assignment(self) -> None:
+        a, n, C = self.assignment, self.n_features, self.num_classes
+        if len(a.class_features) != C:
+            raise FieldProblem(
+                "assignment.class_features", f"has {len(a.class_features)} rows for {C} classes"
+            )
+        for c, row in enumerate(a.class_features):
+            where = f"assignment.class_features[{c}]"
+            if len(set(row)) != len(row):
+                raise FieldProblem(where, f"repeats a feature: {list(row)}")
+            if any(not 0 <= i < n for i in row):
+                raise FieldProblem(where, f"holds an index outside 0..{n - 1}: {list(row)}")
+            if self.model_type == "qpm" and len(row) != self.k:
+                raise FieldProblem(
+                    where, f"has {len(row)} features; every QPM class uses exactly k={self.k}"
+                )
+        if self.model_type == "qpm":
+            if a.class_weights is not None or a.bias is not None:
+                raise FieldProblem(
+                    "assignment", "of a QPM is binary: it has no class_weights and no bias"
+                )
+            return
+        if a.class_weights is None or a.bias is None:
+            raise FieldProblem("assignment", "of a Q-SENN needs class_weights and bias")
+        if len(a.class_weights) != C:
+            raise FieldProblem(
+                "assignment.class_weights", f"has {len(a.class_weights)} rows for {C} classes"
+            )
+        for c, (row, weights) in enumerate(zip(a.class_features, a.class_weights)):
+            if len(row) != len(weights):
+                raise FieldProblem(
+                    f"assignment.class_weights[{c}]",
+                    f"has {len(weights)} weights for {len(row)} features",
+                )
+        if len(a.bias) != C:
+            raise FieldProblem("assignment.bias", f"has {len(a.bias)} values for {C} classes")
 
     # -- (de)serialisation ---------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        out: dict[str, Any] = {
-            "format_version": self.format_version,
-            "library_version": self.library_version,
-            "model_type": self.model_type,
-            "backbone": self.backbone.to_dict(),
-            "num_classes": self.num_classes,
-            "label_names": list(self.label_names),
-            "selected_features": list(self.selected_features),
-            "k": self.k,
-            "assignment": self.assignment.to_dict(),
-            "preprocessing": self.preprocessing.to_dict(),
-            "feature_names": None if self.feature_names is None else list(self.feature_names),
-            "feature_descriptions": (
-                None if self.feature_descriptions is None else list(self.feature_descriptions)
-            ),
-            "metrics": self.metrics,
-            "training": self.training,
-        }
-        if self.onnx is not None:
-            out["onnx"] = self.onnx
-        return out
-
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
@@ -266,72 +480,13 @@ class QPMConfig:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = CONFIG_NAME) -> QPMConfig:
-        f = FieldReader(data, source)
-        version = f.get("format_version")
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise f.error("format_version", f"must be an integer, got {kind(version)}")
-        if version > FORMAT_VERSION:
+        """Parse config.json's content; every problem is a ConfigError naming `source`."""
+        if isinstance(data, Mapping) and "format_version" not in data:
             raise ConfigError(
-                f"{source}: written in checkpoint format {version} (by qpm-zoo "
-                f"{f.data.get('library_version', '?')}); this qpm-zoo {__version__} reads format "
-                f"{FORMAT_VERSION} and older. Upgrade: pip install -U qpm-zoo"
+                f"{source}: format_version: required field is missing (every config.json "
+                "states its format)"
             )
-        if version < 1:
-            raise f.error("format_version", f"must be 1 or newer, got {version}")
-        model_type = f.str("model_type", choices=MODEL_TYPES)
-        backbone = BackboneConfig._parse(f.sub("backbone"))
-        num_classes = f.int("num_classes", minimum=1)
-        selected = f.int_list("selected_features")
-        k = f.int("k", minimum=1)
-        a = f.sub("assignment")
-        assignment = Assignment(
-            class_features=[
-                _int_row(a, "class_features", i, r) for i, r in enumerate(a.list("class_features"))
-            ],
-            class_weights=(
-                None
-                if a.get("class_weights", None) is None
-                else [
-                    _float_row(a, "class_weights", i, r)
-                    for i, r in enumerate(a.list("class_weights"))
-                ]
-            ),
-            bias=None if a.get("bias", None) is None else a.float_list("bias"),
-        )
-        a.reject_unknown()
-        label_names = f.str_list("label_names")
-        prep_data = f.get("preprocessing", None)
-        preprocessing = (
-            PreprocessConfig()
-            if prep_data is None
-            else PreprocessConfig._parse(f.sub("preprocessing"))
-        )
-        onnx = f.get("onnx", None)
-        if onnx is not None and not isinstance(onnx, Mapping):
-            raise f.error("onnx", f"must be a JSON object or null, got {kind(onnx)}")
-        config = cls.__new__(cls)
-        values = {
-            "model_type": model_type,
-            "backbone": backbone,
-            "num_classes": num_classes,
-            "selected_features": tuple(selected),
-            "k": k,
-            "assignment": assignment,
-            "label_names": tuple(label_names),
-            "preprocessing": preprocessing,
-            "feature_names": _opt_tuple(f.str_list("feature_names", None)),
-            "feature_descriptions": _opt_tuple(f.str_list("feature_descriptions", None)),
-            "metrics": f.dict("metrics", {}),
-            "training": f.dict("training", {}),
-            "onnx": None if onnx is None else dict(onnx),
-            "library_version": f.str("library_version", __version__),
-            "format_version": version,
-        }
-        f.reject_unknown()
-        for key, value in values.items():
-            object.__setattr__(config, key, value)
-        config._validate(source)
-        return config
+        return _validated(cls, data, source)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> QPMConfig:
@@ -350,115 +505,76 @@ class QPMConfig:
             ) from None
         return cls.from_dict(data, source=str(path))
 
-    # -- consistency ---------------------------------------------------------------------------
-    def _validate(self, source: str) -> None:
-        def bad(fieldname: str, problem: str) -> ConfigError:
-            return ConfigError(f"{source}: field '{fieldname}' {problem}")
 
-        if self.model_type not in MODEL_TYPES:
-            raise bad("model_type", f"must be one of {list(MODEL_TYPES)}, got {self.model_type!r}")
-        n, C = self.n_features, self.num_classes
-        if n == 0:
-            raise bad("selected_features", "must not be empty")
-        if len(set(self.selected_features)) != n:
-            raise bad("selected_features", "must not repeat a feature")
-        out_of_range = [
-            i for i in self.selected_features if not 0 <= i < self.backbone.num_features
-        ]
-        if out_of_range:
-            raise bad(
-                "selected_features",
-                f"holds {out_of_range[:5]}, outside the backbone's {self.backbone.num_features} features",
-            )
-        if len(self.label_names) != C:
-            raise bad("label_names", f"has {len(self.label_names)} names for num_classes={C}")
-        if len(set(self.label_names)) != C:
-            raise bad("label_names", "must not repeat a name (classes are looked up by name)")
-        for name in ("feature_names", "feature_descriptions"):
-            value = getattr(self, name)
-            if value is not None and len(value) != n:
-                raise bad(name, f"has {len(value)} entries for {n} selected features")
-        a = self.assignment
-        if len(a.class_features) != C:
-            raise bad(
-                "assignment.class_features", f"has {len(a.class_features)} rows for {C} classes"
-            )
-        if self.k > n:
-            raise bad("k", f"is {self.k}, more than the {n} selected features")
-        for c, row in enumerate(a.class_features):
-            if len(set(row)) != len(row):
-                raise bad(f"assignment.class_features[{c}]", "repeats a feature")
-            if any(not 0 <= i < n for i in row):
-                raise bad(f"assignment.class_features[{c}]", f"holds an index outside 0..{n - 1}")
-        if self.model_type == "qpm":
-            if a.class_weights is not None or a.bias is not None:
-                raise bad("assignment", "of a QPM is binary: it has no class_weights and no bias")
-            for c, row in enumerate(a.class_features):
-                if len(row) != self.k:
-                    raise bad(
-                        f"assignment.class_features[{c}]",
-                        f"has {len(row)} features; every QPM class uses exactly k={self.k}",
-                    )
-        else:
-            if a.class_weights is None or a.bias is None:
-                raise bad("assignment", "of a Q-SENN needs class_weights and bias")
-            if len(a.class_weights) != C:
-                raise bad(
-                    "assignment.class_weights", f"has {len(a.class_weights)} rows for {C} classes"
-                )
-            for c, (row, weights) in enumerate(zip(a.class_features, a.class_weights)):
-                if len(row) != len(weights):
-                    raise bad(
-                        f"assignment.class_weights[{c}]",
-                        f"has {len(weights)} weights for {len(row)} features",
-                    )
-            if len(a.bias) != C:
-                raise bad("assignment.bias", f"has {len(a.bias)} values for {C} classes")
-
-
-def _int_row(f: FieldReader, key: str, i: int, row: Any) -> list[int]:
-    if not isinstance(row, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in row):
-        raise f.error(f"{key}[{i}]", "must be a list of integers")
-    return row
-
-
-def _float_row(f: FieldReader, key: str, i: int, row: Any) -> list[float]:
-    if not isinstance(row, list) or any(
-        isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in row
-    ):
-        raise f.error(f"{key}[{i}]", "must be a list of finite numbers")
-    return row
-
-
-def _opt_tuple(value: list | None) -> tuple | None:
-    return None if value is None else tuple(value)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file so that readers see the old or the new content, never a partial one."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path` to write to; it replaces `path` when the block succeeds
-    and is removed when it fails, so `path` is never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def _validated(model: type[QPMConfig], data: Any, source: str) -> QPMConfig:
     try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise config_error(e, source) from None
+
+
+#: pydantic's error types in our words (the rest keep pydantic's message).
+_PROBLEMS = {
+    "missing": "required field is missing",
+    "model_type": "must be a JSON object, got {kind}",
+    "model_attributes_type": "must be a JSON object, got {kind}",
+    "dict_type": "must be a JSON object, got {kind}",
+    "tuple_type": "must be a list, got {kind}",
+    "list_type": "must be a list, got {kind}",
+    "literal_error": "must be {expected}, got {kind}",
+    "greater_than_equal": "must be at least {ge}, got {kind}",
+}
+
+
+def config_error(error: ValidationError, source: str, outer: tuple = ()) -> ConfigError:
+    """One line for a failed validation: the file, the field path, what is wrong, the value.
+
+    Unknown fields are reported first (a misspelt name also makes the right one "missing").
+    `outer` is the location of the validated model inside an enclosing one.
+    """
+    errors = error.errors(include_url=False)
+    for e in errors:
+        cause = e.get("ctx", {}).get("error")
+        if isinstance(cause, _InvalidFields):  # a nested model's own __init__ failed
+            return config_error(cause.error, source, (*outer, *e["loc"]))
+    unknown = [{**e, "loc": (*outer, *e["loc"])} for e in errors if e["type"] == "extra_forbidden"]
+    if unknown:
+        *parent, _ = unknown[0]["loc"]
+        names = [e["loc"][-1] for e in unknown if list(e["loc"][:-1]) == parent]
+        where = f"in '{_dotted(parent)}'" if parent else "at the top level"
+        return ConfigError(f"{source}: unknown field(s) {names} {where}")
+    first = errors[0]
+    path = _dotted((*outer, *first["loc"]))
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, FieldProblem):
+        path = ".".join(p for p in (path, cause.path) if p)
+        problem = cause.problem
+    elif first["type"] == "value_error":
+        problem = str(cause) if cause is not None else first["msg"]
+    elif first["type"] in _PROBLEMS:
+        problem = _PROBLEMS[first["type"]].format(kind=kind(first["input"]), **first.get("ctx", {}))
+    else:
+        problem = f"{first['msg'][0].lower()}{first['msg'][1:]}, got {kind(first['input'])}"
+    return ConfigError(f"{source}: {path}: {problem}" if path else f"{source}: {problem}")
+
+
+def _dotted(loc: Any) -> str:
+    """('assignment', 'class_features', 2) → 'assignment.class_features[2]'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def json_schema() -> dict:
+    """config.json's JSON Schema (draft 2020-12), generated from the models above."""
+    schema = QPMConfig.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "qpm-zoo checkpoint config.json"
+    return schema
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--schema"]:
+        sys.exit("usage: python -m qpm_zoo.config --schema   (prints config.json's JSON Schema)")
+    print(json.dumps(json_schema(), indent=2))

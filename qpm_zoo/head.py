@@ -8,19 +8,13 @@ parameters so that Q-SENN's fine-tuning can train them (QPM keeps them frozen).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import torch
 from torch import nn
 
+from .explain import ModelOutput
+
 STD_FLOOR = 1e-6
-
-
-class HeadOutput(NamedTuple):
-    logits: torch.Tensor  #: [B, C]
-    features: torch.Tensor  #: [B, n] normalised selected features (the explanation's activations)
-    feature_maps: torch.Tensor  #: [B, n, h, w] maps of the selected features (for localisation)
 
 
 class InterpretableHead(nn.Module):
@@ -68,9 +62,9 @@ class InterpretableHead(nn.Module):
     def normalise(self, pooled: torch.Tensor) -> torch.Tensor:
         return (pooled - self.mean) / torch.clamp(self.std, min=STD_FLOOR)
 
-    def forward(self, feature_maps: torch.Tensor) -> HeadOutput:
+    def forward(self, feature_maps: torch.Tensor) -> ModelOutput:
         """All backbone maps [B, F, h, w] → logits, normalised features and the selected maps."""
         selected = feature_maps.index_select(1, self.selection)
         features = self.normalise(selected.mean(dim=(2, 3)))
         logits = torch.nn.functional.linear(self.dropout(features), self.weight, self.bias)
-        return HeadOutput(logits, features, selected)
+        return ModelOutput(logits, features, selected)

@@ -249,6 +249,12 @@ class ImagePreprocessor:
         chw = np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32)
         return (chw - self.mean) / self.std
 
+    def to_view(self, batch: np.ndarray) -> np.ndarray:
+        """Undo the normalisation of a preprocessed batch [B, 3, H, W]: uint8 [B, H, W, 3],
+        exactly the crop the network saw (resize and centre crop included)."""
+        rgb = np.clip(batch * self.std[None] + self.mean[None], 0.0, 1.0)
+        return np.round(rgb.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)
+
     def __call__(self, inputs: Any) -> tuple[np.ndarray, list[LoadedImage]]:
         """A batch [B, 3, H, W] float32 and the loaded images (for names and drawing)."""
         items: Sequence[Any] = inputs if is_batch(inputs) else [inputs]

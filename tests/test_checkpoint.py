@@ -174,7 +174,7 @@ def test_unknown_config_field(ckpt):
 
 def test_wrong_field_type(ckpt):
     _edit_config(ckpt, lambda d: d.update(k="2"))
-    with pytest.raises(ConfigError, match=r"field 'k' must be an integer, got str '2'"):
+    with pytest.raises(ConfigError, match=r"config\.json: k: must be an integer, got str '2'"):
         QPM.from_pretrained(ckpt)
 
 
@@ -185,7 +185,8 @@ def test_qpm_class_with_the_wrong_number_of_features(ckpt):
 
     _edit_config(ckpt, add_feature)
     with pytest.raises(
-        ConfigError, match=r"'assignment\.class_features\[2\]' has 3 features.*exactly k=2"
+        ConfigError,
+        match=r"config\.json: assignment\.class_features\[2\]: has 3 features.*exactly k=2",
     ):
         QPM.from_pretrained(ckpt)
 
@@ -207,7 +208,7 @@ def test_nan_weights_are_refused(ckpt):
 
 
 def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
-    """A crash while writing weights leaves no model.safetensors and no temp file behind."""
+    """A crash while writing weights leaves no checkpoint folder and no temp entry behind."""
     import safetensors.torch
 
     def explode(*args, **kwargs):
@@ -216,8 +217,58 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(safetensors.torch, "save_file", explode)
     with pytest.raises(OSError, match="disk full"):
         make_model().save_pretrained(tmp_path / "m")
-    assert not any(p.name.startswith(".model.safetensors") for p in (tmp_path / "m").iterdir())
-    assert not (tmp_path / "m" / "model.safetensors").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_save_leaves_the_old_checkpoint_intact(qpm_dir, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    folder = Path(shutil.copytree(qpm_dir, tmp_path / "model"))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", explode)
+    with pytest.raises(OSError, match="disk full"):
+        make_model("qsenn", seed=3).save_pretrained(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_saving_another_model_drops_the_old_ones_model_files(qpm_dir, tmp_path):
+    """README.md, metrics.json and exports describe one model: they do not survive a save of
+    another one into the folder; files that are not model files (a run's notes) do."""
+    folder = Path(shutil.copytree(qpm_dir, tmp_path / "model"))
+    (folder / "metrics.json").write_text("{}")
+    (folder / "model.onnx").write_bytes(b"old export")
+    (folder / "notes.txt").write_text("kept")
+    make_model("qsenn", seed=3).save_pretrained(folder)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "notes.txt",
+    ]
+    assert "Q-SENN" in (folder / "README.md").read_text()
+    assert QPM.from_pretrained(folder).config.model_type == "qsenn"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_write_checkpoint_keeps_what_it_is_asked_to(qpm_dir, tmp_path):
+    from qpm_zoo.checkpoint import write_checkpoint
+
+    folder = Path(shutil.copytree(qpm_dir, tmp_path / "model"))
+    (folder / "metrics.json").write_text('{"accuracy": 1}')
+    config = QPMConfig.load(folder / "config.json")
+    write_checkpoint(
+        folder, config.replace(metrics={"x": 1.0}), files={"sub/extra.bin": b"1"}, keep="all"
+    )
+    assert (folder / "metrics.json").read_text() == '{"accuracy": 1}'
+    assert (folder / "sub" / "extra.bin").read_bytes() == b"1"
+    assert QPM.from_pretrained(folder).config.metrics == {"x": 1.0}
+    with pytest.raises(CheckpointError, match="relative path"):
+        write_checkpoint(folder, config, files={"../outside": b""})
 
 
 def test_from_assignment_keeps_backbone_weights_and_statistics():

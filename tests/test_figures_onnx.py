@@ -191,7 +191,7 @@ def test_heatmap_peaks_on_the_pixels_where_the_feature_is(colour_dir, tmp_path):
         # Under the hottest pixel the image shows the feature's colour ...
         assert np.abs(view[y, x].astype(int) - COLOURS[feature]).max() < 40, (feature, view[y, x])
         # ... and it lies in a cell where the ONNX model's map peaks.
-        maps = model.forward(model.preprocessor(str(image))[0], with_maps=True).feature_maps[
+        maps = model.forward_arrays(model.preprocessor(str(image))[0], with_maps=True).feature_maps[
             0, feature
         ]
         assert maps[y // CELL, x // CELL] == pytest.approx(maps.max())

@@ -55,7 +55,7 @@ def test_export_writes_a_checked_onnx_file_and_records_it(exported):
     assert result["written"] and result["passed"]
     path = folder / "model.onnx"
     assert Path(result["file"]) == path
-    record = QPMConfig.load(folder / "config.json").onnx
+    record = QPMConfig.load(folder / "config.json").onnx.to_dict()
     assert record == result["record"]
     assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert (record["file"], record["opset"], record["dtype"]) == ("model.onnx", 18, "float32")
@@ -109,7 +109,7 @@ def test_text_output_is_a_table(qsenn_dir, tmp_path, capsys, image_file):
     assert "max rel diff" in out and "passed" in out and "labels agree on 12/12" in out
     assert "exporting with torch.onnx (dynamo, opset 18, float32)" in err
     assert f"and its entry in {folder / 'config.json'}" in out
-    assert QPMConfig.load(folder / "config.json").onnx["file"] == "sub/graph.onnx"
+    assert QPMConfig.load(folder / "config.json").onnx.file == "sub/graph.onnx"
     assert QPMOnnx.from_pretrained(folder).predict(image_file).explanation.bias != 0  # Q-SENN head
 
 
@@ -149,7 +149,7 @@ def test_fp16_export(qpm_dir, tmp_path, capsys):
     assert types == {onnx.TensorProto.FLOAT16}
     assert [i.type.tensor_type.elem_type for i in graph.graph.input] == [onnx.TensorProto.FLOAT]
     model = QPMOnnx.from_pretrained(folder)
-    assert model.forward(np.zeros((2, 3, 64, 64), np.float32)).logits.dtype == np.float32
+    assert model.forward_arrays(np.zeros((2, 3, 64, 64), np.float32)).logits.dtype == np.float32
 
 
 @pytest.mark.parametrize(
