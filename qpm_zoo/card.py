@@ -29,7 +29,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from .checkpoint import README_NAME as README_NAME  # where training.publish finds it
+from .checkpoint import README_NAME  # noqa: F401 - re-exported: training.publish reads it here
 from .config import CONFIG_NAME, WEIGHTS_NAME, QPMConfig
 from .errors import QPMError
 from .explain import GlobalExplainer

@@ -221,7 +221,10 @@ def test_export_that_disagrees_with_config(qpm_onnx_dir, tmp_path, change, messa
             r"config.json: onnx.file: must be a relative path inside the checkpoint",
         ),
         ({"sha256": "abc"}, r"config.json: onnx.sha256: must be 64 lowercase hex digits"),
-        ({"dtype": "int8"}, r"config.json: onnx.dtype: must be 'float32' or 'float16', got str 'int8'"),
+        (
+            {"dtype": "int8"},
+            r"config.json: onnx.dtype: must be 'float32' or 'float16', got str 'int8'",
+        ),
         ({"feature_map_size": [3, 3]}, r"'onnx.feature_map_size' says \[3, 3\]"),
     ],
 )
