@@ -21,13 +21,12 @@ from pathlib import Path, PurePosixPath
 
 from qpm_zoo.checkpoint import write_checkpoint
 from qpm_zoo.config import CONFIG_NAME, ONNX_NAME
-from qpm_zoo.errors import CheckpointError, QPMError
+from qpm_zoo.errors import CheckpointError, UsageError
 from qpm_zoo.formatting import print_json
 from qpm_zoo.onnx_model import OUTPUT_NAMES, OnnxRecord, QPMOnnx, import_onnxruntime
 from qpm_zoo.preprocess import LoadedImage, load_image
 from qpm_zoo.version import __version__
 
-from ._common import Steps, run_reporting_errors
 from .onnx_validate import (
     FP16_TOLERANCE,
     FP32_TOLERANCE,
@@ -36,6 +35,7 @@ from .onnx_validate import (
     validate,
     validation_inputs,
 )
+from .steps import Steps
 
 VALIDATION_BATCHES = (1, 5)
 #: torch's dynamo exporter emits opset 18 or newer.
@@ -91,10 +91,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_reporting_errors("onnx", lambda: _run(args))
-
-
-def _run(args: argparse.Namespace) -> int:
     result = export_checkpoint(
         args.model_dir,
         out=args.out,
@@ -144,12 +140,12 @@ def _output_path(model_dir: Path, out: Path | None) -> tuple[Path, str]:
     try:
         relative = path.resolve().relative_to(model_dir.resolve())
     except ValueError:
-        raise QPMError(
+        raise UsageError(
             f"--out {out} is outside the checkpoint folder {model_dir}; config.json records the "
             "export by its path inside the checkpoint"
         ) from None
     if path.suffix != ".onnx" or not relative.parts:
-        raise QPMError(f"--out {out}: give a file name ending in .onnx")
+        raise UsageError(f"--out {out}: give a file name ending in .onnx")
     return path, PurePosixPath(*relative.parts).as_posix()
 
 
@@ -172,9 +168,9 @@ def export_checkpoint(
     if tolerance is None:
         tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
     if not tolerance > 0:
-        raise QPMError(f"--tolerance must be positive, got {tolerance}")
+        raise UsageError(f"--tolerance must be positive, got {tolerance}")
     if opset < MIN_OPSET:
-        raise QPMError(
+        raise UsageError(
             f"opset {opset} is too old: the dynamo exporter needs opset {MIN_OPSET} or newer"
         )
     photos = sample_photos() if images is None else [load_image(p) for p in images]
@@ -201,7 +197,7 @@ def _export(
 
     from qpm_zoo.model import QPM
 
-    from .onnx_graph import check_graph, export_graph
+    from .torch_to_onnx import check_graph, export_graph
 
     steps(f"loading {model_dir}")
     model = QPM.from_pretrained(model_dir)

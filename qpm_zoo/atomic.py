@@ -57,8 +57,6 @@ def atomic_folder(folder: Path) -> Iterator[Path]:
     `folder`'s place (an existing `folder` is removed only then), and when it fails it is
     deleted and `folder` is left as it was."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"{folder}: exists and is not a folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:

@@ -31,7 +31,7 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from .checkpoint import README_NAME  # noqa: F401 - re-exported: training.publish reads it here
 from .config import CONFIG_NAME, WEIGHTS_NAME, QPMConfig
-from .errors import QPMError
+from .errors import ModelCardError
 from .explain import GlobalExplainer
 from .version import __version__
 
@@ -211,7 +211,7 @@ def load_template() -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):
-        raise QPMError(
+        raise ModelCardError(
             f"{path}: the model-card template is missing from this qpm-zoo installation "
             "(reinstall qpm-zoo)"
         ) from None
@@ -535,15 +535,15 @@ def render_model_card(
     """The README.md of a checkpoint: the template filled from `config`.
 
     `repo_id` (e.g. "org/qpm-resnet50-cub") goes into the title and the usage examples; without
-    it they use a local folder path. Raises QPMError if the template names an unknown field.
+    it they use a local folder path. Raises ModelCardError if the template names an unknown field.
     """
     text = load_template() if template is None else template
     fields = asdict(card_fields(config, repo_id, max_classes))
     try:
         return string.Template(text).substitute(fields)
     except KeyError as e:
-        raise QPMError(
+        raise ModelCardError(
             f"{TEMPLATE_NAME}: unknown field ${{{e.args[0]}}}; the fields are {sorted(fields)}"
         ) from None
     except ValueError as e:
-        raise QPMError(f"{TEMPLATE_NAME}: {e} (write a literal dollar sign as $$)") from None
+        raise ModelCardError(f"{TEMPLATE_NAME}: {e} (write a literal dollar sign as $$)") from None

@@ -49,6 +49,8 @@ def write_checkpoint(
     any .onnx) are dropped, and everything else is carried over. Returns `folder`.
     """
     folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"{folder}: exists and is not a folder; a checkpoint is a folder")
     files = dict(files or {})
     for name in files:
         _check_relative(name)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import ConfigError
 from .explain import ModelOutput
 
 STD_FLOOR = 1e-6
@@ -32,13 +33,13 @@ class InterpretableHead(nn.Module):
         weight = torch.as_tensor(np.asarray(weight, dtype=np.float32))
         n = selection.numel()
         if weight.ndim != 2 or weight.shape[1] != n:
-            raise ValueError(f"weight must be [classes, {n}], got {tuple(weight.shape)}")
+            raise ConfigError(f"weight must be [classes, {n}], got {tuple(weight.shape)}")
         mean = (
             torch.zeros(n) if mean is None else torch.as_tensor(np.asarray(mean, dtype=np.float32))
         )
         std = torch.ones(n) if std is None else torch.as_tensor(np.asarray(std, dtype=np.float32))
         if mean.shape != (n,) or std.shape != (n,):
-            raise ValueError(
+            raise ConfigError(
                 f"mean and std must have {n} entries, got {tuple(mean.shape)}, {tuple(std.shape)}"
             )
         self.register_buffer("selection", selection)

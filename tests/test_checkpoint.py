@@ -277,3 +277,77 @@ def test_from_assignment_keeps_backbone_weights_and_statistics():
     np.testing.assert_array_equal(model.head.weight.numpy(), model.config.weight_matrix())
     assert model.config.k == 2
     assert all(len(r) == 2 for r in model.config.assignment.class_features)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda d: d["preprocessing"].update(std=[0.5, 0.0, 0.5]),
+            r"config\.json: preprocessing\.std: must hold 3 positive numbers, got \[0\.5, 0\.0, 0\.5\]",
+        ),
+        (
+            lambda d: d["preprocessing"].update(colour="rgb"),
+            r"config\.json: unknown field\(s\) \['colour'\] in 'preprocessing'",
+        ),
+        (lambda d: d.pop("label_names"), r"config\.json: label_names: required field is missing"),
+        (
+            lambda d: d.update(label_names=d["label_names"][:-1]),
+            r"config\.json: label_names: has 4 names for num_classes=5",
+        ),
+        (
+            lambda d: d["assignment"]["class_features"][0].__setitem__(1, 9),
+            r"config\.json: assignment\.class_features\[0\]: holds an index outside 0\.\.5",
+        ),
+        (
+            lambda d: d["selected_features"].__setitem__(0, True),
+            r"config\.json: selected_features\[0\]: must be an integer, got boolean true",
+        ),
+        (
+            lambda d: d.update(model_type="qpn"),
+            r"config\.json: model_type: must be 'qpm' or 'qsenn', got str 'qpn'",
+        ),
+        (
+            lambda d: d.update(backbone=[]),
+            r"config\.json: backbone: must be a JSON object, got list",
+        ),
+    ],
+)
+def test_bad_config_is_one_line_naming_file_field_and_value(ckpt, edit, message):
+    _edit_config(ckpt, edit)
+    with pytest.raises(ConfigError, match=message) as caught:
+        QPMConfig.load(ckpt / "config.json")
+    assert "\n" not in str(caught.value) and "pydantic" not in str(caught.value)
+
+
+def test_constructing_a_bad_config_part_is_a_config_error():
+    from qpm_zoo import PreprocessConfig
+
+    with pytest.raises(
+        ConfigError, match=r"^PreprocessConfig: crop_pct: must be in \(0, 1\], got 0\.0$"
+    ):
+        PreprocessConfig(crop_pct=0.0)
+    config = make_model().config
+    with pytest.raises(
+        ConfigError, match=r"^QPMConfig: k: is 7, more than the 6 selected features$"
+    ):
+        config.replace(k=7)
+
+
+def test_provenance_round_trips_and_is_absent_by_default(ckpt):
+    from qpm_zoo.config import Provenance
+
+    config = QPMConfig.load(ckpt / "config.json")
+    assert config.provenance is None and "provenance" not in config.to_dict()
+    provenance = Provenance(
+        source="authors-release",
+        file="qpm_cub.pth",
+        sha256="0" * 64,
+        paper="QPM (ICLR 2025)",
+        reported_metrics={"accuracy": 0.85},
+        note="licence: not stated",
+    )
+    config.replace(provenance=provenance).save(ckpt / "config.json")
+    again = QPMConfig.load(ckpt / "config.json")
+    assert again.provenance == provenance
+    assert json.loads((ckpt / "config.json").read_text())["provenance"]["file"] == "qpm_cub.pth"

@@ -16,6 +16,7 @@ from conftest import make_model
 
 from export.bench import BenchRow, BenchSettings, format_report
 from export.cli import main
+from export.errors import ExportError
 from export.onnx_validate import (
     FP16_TOLERANCE,
     difference,
@@ -185,7 +186,7 @@ def test_difference_is_relative_to_the_output_scale():
     )
     assert difference(reference, reference) == (0.0, 0.0)
     assert difference(np.full(3, 1e-7), np.zeros(3)) == pytest.approx((1e-7, 0.1))  # floor 1e-6
-    with pytest.raises(ValueError, match="shapes differ"):
+    with pytest.raises(ExportError, match="shapes differ"):
         difference(np.zeros(2), np.zeros(3))
 
 

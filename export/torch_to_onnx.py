@@ -17,16 +17,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from qpm_zoo.errors import QPMError
 from qpm_zoo.model import QPM
 from qpm_zoo.onnx_model import INPUT_NAME, OUTPUT_NAMES
 
+from .errors import ExportError
+
 #: protobuf cannot serialise a single message above 2 GiB.
 _PROTOBUF_LIMIT = 2**31 - 1
-
-
-class ExportError(QPMError):
-    """The model could not be turned into a valid one-file ONNX graph."""
 
 
 class ExportGraph(nn.Module):
