@@ -358,10 +358,6 @@ class QPMConfig(_Strict):
         """Number of selected features n (the width of the interpretable layer)."""
         return len(self.selected_features)
 
-    @property
-    def has_bias(self) -> bool:
-        return self.assignment.bias is not None
-
     def weight_matrix(self) -> np.ndarray:
         return self.assignment.weight_matrix(self.n_features)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +21,7 @@ import numpy as np
 from .config import QPMConfig
 from .errors import InputError
 from .hub import CheckpointHubMixin
-from .preprocess import ImagePreprocessor, LoadedImage, is_batch, load_image
+from .preprocess import ImagePreprocessor, LoadedImage, is_batch
 
 
 @dataclass(frozen=True)
@@ -283,15 +283,14 @@ class InterpretableModel:
     ) -> Iterator[tuple[list[LoadedImage], np.ndarray, ModelOutput]]:
         """The one inference loop: load, preprocess and run `inputs` `batch_size` at a time."""
         _check_positive("batch_size", batch_size)
-        items: Sequence[Any] = inputs if is_batch(inputs) else [inputs]
-        if len(items) == 0:
+        if not is_batch(inputs):  # one image: not numbered in names
+            batch, loaded = self.preprocessor(inputs)
+            yield loaded, batch, self.forward_arrays(batch, with_maps=with_maps)
+            return
+        if len(inputs) == 0:
             raise InputError("no images given (an empty list)")
-        for start in range(0, len(items), batch_size):
-            loaded = [
-                load_image(x, start + i if is_batch(inputs) else None)
-                for i, x in enumerate(items[start : start + batch_size])
-            ]
-            batch = np.stack([self.preprocessor.to_model_input(item) for item in loaded])
+        for start in range(0, len(inputs), batch_size):
+            batch, loaded = self.preprocessor(list(inputs[start : start + batch_size]), start)
             yield loaded, batch, self.forward_arrays(batch, with_maps=with_maps)
 
     def explain_logits(self, class_index: int, logit: float, features: np.ndarray) -> Explanation:

@@ -324,10 +324,6 @@ class QPMOnnx(InterpretableModel, CheckpointHubMixin, library_name="qpm-zoo"):
         """The execution providers the session really uses (after any fallback), best first."""
         return list(self.session.get_providers())
 
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return self.record.input_size
-
     def forward_arrays(self, pixel_values: np.ndarray, with_maps: bool = False) -> ModelOutput:
         """Run preprocessed pixel values [B, 3, H, W] (float32, normalised) through the export."""
         batch = np.asarray(pixel_values)
