@@ -60,7 +60,9 @@ class CheckpointHubMixin(ModelHubMixin):
             **model_kwargs,
         )
 
-    def _save_pretrained(self, save_directory: Path) -> None:
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> str | None:
+        """Only the PyTorch model writes checkpoints (QPM overrides this); refusing here, before
+        huggingface_hub's version touches the folder, keeps an existing checkpoint intact."""
         raise CheckpointError(
             f"{type(self).__name__} cannot write a checkpoint; save the PyTorch model "
             "(QPM.save_pretrained) and export it with: python -m export onnx MODEL_DIR"

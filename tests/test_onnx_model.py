@@ -296,3 +296,11 @@ def test_missing_onnxruntime_is_a_clear_error(qpm_onnx_dir):
     )
     assert result.returncode == 0, result.stderr
     assert "pip install 'qpm-zoo[onnx]'" in result.stdout
+
+
+def test_qpmonnx_cannot_save_and_leaves_the_checkpoint_alone(qpm_onnx_dir, tmp_path):
+    folder = shutil.copytree(qpm_onnx_dir, tmp_path / "m")
+    model = QPMOnnx.from_pretrained(folder, providers=["CPUExecutionProvider"])
+    with pytest.raises(CheckpointError, match="QPMOnnx cannot write a checkpoint"):
+        model.save_pretrained(folder)
+    assert (folder / "config.json").is_file()
