@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Collection, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from .atomic import atomic_folder
-from .config import CONFIG_NAME, WEIGHTS_NAME, QPMConfig
+from .config import CONFIG_NAME, WEIGHTS_NAME, QPMConfig, inside_checkpoint
 from .errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -77,9 +77,10 @@ def write_checkpoint(
 
 
 def _check_relative(name: str) -> None:
-    path = PurePosixPath(name)
-    if not path.parts or path.is_absolute() or ".." in path.parts or "\\" in name:
-        raise CheckpointError(f"{name!r}: a checkpoint file is a relative path inside it")
+    try:
+        inside_checkpoint(name)
+    except ValueError as e:
+        raise CheckpointError(f"files: {e}") from None
 
 
 def _carried(folder: Path, keep: Collection[str] | Literal["all"], written: set[str]) -> list[str]:

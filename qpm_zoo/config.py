@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import (
@@ -47,7 +47,7 @@ __all__ = [
     "PreprocessConfig",
     "Provenance",
     "QPMConfig",
-    "atomic_path",
+    "atomic_path",  # the three atomic writers moved to qpm_zoo.atomic; importable here still
     "json_schema",
     "write_bytes_atomic",
     "write_text_atomic",
@@ -65,10 +65,6 @@ ModelType = Literal["qpm", "qsenn"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
 CropMode = Literal["center", "squash"]
 OnnxDtype = Literal["float32", "float16"]
-MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
-INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
-CROP_MODES: tuple[str, ...] = get_args(CropMode)
-ONNX_DTYPES: tuple[str, ...] = get_args(OnnxDtype)
 
 
 # -- value types: JSON's scalars without Python's silent conversions ('2' → 2, true → 1) -------
@@ -126,6 +122,14 @@ def _image_size(value: tuple[int, ...]) -> tuple[int, ...]:
     return value
 
 
+def inside_checkpoint(name: str) -> str:
+    """`name` if it is a relative POSIX path that stays inside the checkpoint folder."""
+    path = PurePosixPath(name)
+    if not path.parts or path.is_absolute() or ".." in path.parts or "\\" in name:
+        raise ValueError(f"must be a relative path inside the checkpoint, got {name!r}")
+    return name
+
+
 def _hex_digest(sha: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise ValueError(f"must be 64 lowercase hex digits, got {sha!r}")
@@ -134,6 +138,7 @@ def _hex_digest(sha: str) -> str:
 
 ImageSize = Annotated[tuple[Integer, ...], AfterValidator(_image_size)]  #: [3, height, width]
 Sha256 = Annotated[Text, AfterValidator(_hex_digest)]
+CheckpointPath = Annotated[Text, AfterValidator(inside_checkpoint)]
 
 
 class FieldProblem(ValueError):
@@ -277,7 +282,7 @@ class OnnxRecord(_Strict):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    file: Text
+    file: CheckpointPath
     opset: Annotated[Integer, Field(ge=1)]
     sha256: Sha256
     dtype: OnnxDtype = "float32"
@@ -288,14 +293,6 @@ class OnnxRecord(_Strict):
     validation: dict[str, Any] = Field(default_factory=dict)
 
     _omitted_when_none = ("feature_map_size",)
-
-    @field_validator("file")
-    @classmethod
-    def _relative_file(cls, name: str) -> str:
-        path = PurePosixPath(name)
-        if not path.parts or path.is_absolute() or ".." in path.parts or "\\" in name:
-            raise ValueError(f"must be a relative path inside the checkpoint, got {name!r}")
-        return name
 
     @field_validator("feature_map_size")
     @classmethod
