@@ -1,6 +1,6 @@
 """`QPMOnnx`: a checkpoint's ONNX export run with onnxruntime, without PyTorch.
 
-A GPU server needs only numpy, Pillow, huggingface_hub and onnxruntime-gpu: this module imports
+A GPU server needs only numpy, Pillow, huggingface_hub, pydantic and onnxruntime-gpu: this module imports
 nothing else (preprocessing and explanations come from qpm_zoo's torch-free modules), so
 `predict`, `explain_class` and `compare` return the same objects as the PyTorch `QPM`.
 
