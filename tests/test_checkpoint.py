@@ -351,3 +351,15 @@ def test_provenance_round_trips_and_is_absent_by_default(ckpt):
     again = QPMConfig.load(ckpt / "config.json")
     assert again.provenance == provenance
     assert json.loads((ckpt / "config.json").read_text())["provenance"]["file"] == "qpm_cub.pth"
+
+
+def test_every_class_loads_through_the_one_from_pretrained(qpm_dir):
+    from qpm_zoo import GlobalExplainer
+
+    model = QPM.from_pretrained(qpm_dir, map_location="cpu")
+    explainer = GlobalExplainer.from_pretrained(qpm_dir)
+    assert explainer.config == model.config
+    with pytest.raises(TypeError, match="unexpected keyword argument 'map_locaton'"):
+        QPM.from_pretrained(qpm_dir, map_locaton="cpu")
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        GlobalExplainer.from_pretrained(qpm_dir / "missing")
