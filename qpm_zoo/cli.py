@@ -12,12 +12,15 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .commands import Command, run_commands
 from .errors import InputError, UsageError
 from .formatting import format_class, format_comparison, format_prediction
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .explain import GlobalExplainer, InterpretableModel
 
 
 def _add_source_options(p: argparse.ArgumentParser, json_output: bool = True) -> None:
@@ -93,7 +96,7 @@ def _assignment_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_predictor(args: argparse.Namespace) -> Any:
+def _load_predictor(args: argparse.Namespace) -> InterpretableModel:
     if args.onnx:
         from .onnx_model import QPMOnnx
 
@@ -105,7 +108,7 @@ def _load_predictor(args: argparse.Namespace) -> Any:
     return qpm_zoo.QPM.from_pretrained(args.model, revision=args.revision, map_location=args.device)
 
 
-def _load_explainer(args: argparse.Namespace) -> Any:
+def _load_explainer(args: argparse.Namespace) -> GlobalExplainer:
     from .explain import GlobalExplainer
 
     return GlobalExplainer.from_pretrained(args.model, revision=args.revision)
