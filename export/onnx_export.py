@@ -5,8 +5,9 @@
 The graph is checked with onnx.checker, then run with onnxruntime (CPU) through QPMOnnx, the
 same loader users get, on random and real images at batch 1 and 5, and compared with the
 PyTorch model output by output (see export.onnx_validate for the measure). Only an export that
-passes is written: model.onnx atomically, then config.json's `onnx` entry (file, opset,
-SHA-256, dtype, input size, measured differences). A failing export changes nothing on disk.
+passes is written: model.onnx and config.json's `onnx` entry (file, opset, SHA-256, dtype,
+input size, measured differences) replace the checkpoint together (qpm_zoo.checkpoint), and an
+earlier export is dropped. A failing export changes nothing on disk.
 """
 
 from __future__ import annotations
