@@ -103,6 +103,7 @@ def test_validation_covers_random_and_real_images_at_batch_1_and_5(exported):
 
 def test_text_output_is_a_table(qsenn_dir, tmp_path, capsys, image_file):
     folder = shutil.copytree(qsenn_dir, tmp_path / "m")
+    (folder / "model.onnx").write_bytes(b"an earlier export")
     code, out, err = run(
         capsys, "onnx", folder, "--out", folder / "sub" / "graph.onnx", "--images", image_file
     )
@@ -111,6 +112,8 @@ def test_text_output_is_a_table(qsenn_dir, tmp_path, capsys, image_file):
     assert "exporting with torch.onnx (dynamo, opset 18, float32)" in err
     assert f"and its entry in {folder / 'config.json'}" in out
     assert QPMConfig.load(folder / "config.json").onnx.file == "sub/graph.onnx"
+    assert not (folder / "model.onnx").exists()  # the earlier export went with its record
+    assert {"README.md", "model.safetensors"} <= {p.name for p in folder.iterdir()}
     assert QPMOnnx.from_pretrained(folder).predict(image_file).explanation.bias != 0  # Q-SENN head
 
 
