@@ -12,7 +12,7 @@ import os
 import shutil
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from .atomic import atomic_folder
 from .config import CONFIG_NAME, WEIGHTS_NAME, QPMConfig, inside_checkpoint
@@ -29,7 +29,7 @@ METRICS_NAME = "metrics.json"
 MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, README_NAME, METRICS_NAME)
 
 
-def is_model_file(relative: str) -> bool:
+def _is_model_file(relative: str) -> bool:
     return relative in MODEL_FILES or relative.endswith(".onnx")
 
 
@@ -39,14 +39,14 @@ def write_checkpoint(
     *,
     weights: nn.Module | None = None,
     files: Mapping[str, bytes | str] | None = None,
-    keep: Collection[str] | Literal["all"] = (),
+    keep: Collection[str] = (),
 ) -> Path:
     """Write `config` (as config.json), `weights` (a module's state dict as model.safetensors)
     and `files` (relative path → content) as the checkpoint in `folder`, atomically.
 
-    Of the files already in `folder`, those in `keep` ("all": every one) are carried into the
-    new checkpoint when it does not write them itself; other model files (see MODEL_FILES and
-    any .onnx) are dropped, and everything else is carried over. Returns `folder`.
+    Of the files already in `folder` (relative paths), those in `keep` are carried into the new
+    checkpoint when it does not write them itself; other model files (MODEL_FILES and any
+    .onnx) are dropped, and everything else is carried over. Returns `folder`.
     """
     folder = Path(folder).expanduser()
     if folder.exists() and not folder.is_dir():
@@ -83,7 +83,7 @@ def _check_relative(name: str) -> None:
         raise CheckpointError(f"files: {e}") from None
 
 
-def _carried(folder: Path, keep: Collection[str] | Literal["all"], written: set[str]) -> list[str]:
+def _carried(folder: Path, keep: Collection[str], written: set[str]) -> list[str]:
     """The existing files (relative posix paths) the new checkpoint takes over."""
     if not folder.is_dir():
         return []
@@ -91,7 +91,7 @@ def _carried(folder: Path, keep: Collection[str] | Literal["all"], written: set[
     return [
         name
         for name in existing
-        if name not in written and (keep == "all" or name in keep or not is_model_file(name))
+        if name not in written and (name in keep or not _is_model_file(name))
     ]
 
 

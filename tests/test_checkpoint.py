@@ -262,7 +262,10 @@ def test_write_checkpoint_keeps_what_it_is_asked_to(qpm_dir, tmp_path):
     (folder / "metrics.json").write_text('{"accuracy": 1}')
     config = QPMConfig.load(folder / "config.json")
     write_checkpoint(
-        folder, config.replace(metrics={"x": 1.0}), files={"sub/extra.bin": b"1"}, keep="all"
+        folder,
+        config.replace(metrics={"x": 1.0}),
+        files={"sub/extra.bin": b"1"},
+        keep=["metrics.json", "model.safetensors"],
     )
     assert (folder / "metrics.json").read_text() == '{"accuracy": 1}'
     assert (folder / "sub" / "extra.bin").read_bytes() == b"1"
