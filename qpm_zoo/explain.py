@@ -4,6 +4,8 @@ Torch-free: `InterpretableModel` builds everything from the checkpoint's config 
 backend computes (logits and normalised selected features), so the PyTorch model and the ONNX
 runtime give the same result objects. The explanation is exact: a class's logit is the sum of
 its features' contributions (weight × normalised activation) plus its bias (zero for QPM).
+Images are loaded, preprocessed and batched in one loop (`InterpretableModel._batches`) that
+serves `predict` and `predict_with_maps`, which also keeps what figures draw.
 """
 
 from __future__ import annotations
