@@ -111,6 +111,7 @@ def _flag(value: Any) -> bool:
 
 
 Integer = Annotated[int, BeforeValidator(_integer)]
+Count = Annotated[int, Field(ge=1), BeforeValidator(_integer)]  #: a positive integer
 Number = Annotated[float, BeforeValidator(_number)]
 Text = Annotated[str, BeforeValidator(_text)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
@@ -192,10 +193,12 @@ class _Strict(BaseModel):
 class BackboneConfig(_Strict):
     """Which timm model produces the feature maps, and how it was modified."""
 
-    name: Text
-    num_features: Annotated[Integer, Field(ge=1)]
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    reduced_strides: Flag = False
+    name: Text = Field(description="timm model name")
+    num_features: Count = Field(description="channels of its feature maps")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="timm.create_model kwargs")
+    reduced_strides: Flag = Field(
+        False, description="QPM's ResNet change: layer3 and layer4 keep stride 1"
+    )
 
 
 class PreprocessConfig(_Strict):
@@ -283,7 +286,7 @@ class OnnxRecord(_Strict):
     model_config = ConfigDict(frozen=True, extra="allow")
 
     file: CheckpointPath
-    opset: Annotated[Integer, Field(ge=1)]
+    opset: Count
     sha256: Sha256
     dtype: OnnxDtype = "float32"
     input_size: ImageSize
@@ -330,22 +333,30 @@ class Provenance(_Strict):
 class QPMConfig(_Strict):
     """The content of a checkpoint's config.json (see architecture.md, "The checkpoint")."""
 
-    format_version: Integer = FORMAT_VERSION
-    library_version: Text = __version__
+    format_version: Integer = Field(
+        FORMAT_VERSION, description="checkpoint format; readers refuse newer ones"
+    )
+    library_version: Text = Field(__version__, description="qpm-zoo version that wrote it")
     model_type: ModelType
     backbone: BackboneConfig
-    num_classes: Annotated[Integer, Field(ge=1)]
-    label_names: tuple[Text, ...]
-    selected_features: tuple[Integer, ...]
-    k: Annotated[Integer, Field(ge=1)]
+    num_classes: Count
+    label_names: tuple[Text, ...] = Field(description="one distinct name per class")
+    selected_features: tuple[Integer, ...] = Field(
+        description="the n backbone channels of the interpretable layer, distinct"
+    )
+    k: Count = Field(description="features per class (exact for QPM, the mean for Q-SENN)")
     assignment: Assignment
     preprocessing: PreprocessConfig = Field(default_factory=PreprocessConfig)
-    feature_names: tuple[Text, ...] | None = None
-    feature_descriptions: tuple[Text, ...] | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    training: dict[str, Any] = Field(default_factory=dict)
-    onnx: OnnxRecord | None = None
-    provenance: Provenance | None = None
+    feature_names: tuple[Text, ...] | None = Field(None, description="one per selected feature")
+    feature_descriptions: tuple[Text, ...] | None = Field(
+        None, description="one per selected feature"
+    )
+    metrics: dict[str, Any] = Field(default_factory=dict, description="evaluation results")
+    training: dict[str, Any] = Field(default_factory=dict, description="the training recipe")
+    onnx: OnnxRecord | None = Field(None, description="the ONNX export, if there is one")
+    provenance: Provenance | None = Field(
+        None, description="where the weights come from, if qpm-zoo did not train them"
+    )
 
     _omitted_when_none = ("onnx", "provenance")
 
@@ -562,6 +573,8 @@ def _dotted(loc: Any) -> str:
 def json_schema() -> dict:
     """config.json's JSON Schema (draft 2020-12), generated from the models above."""
     schema = QPMConfig.model_json_schema(mode="validation")
+    # a file must state its format (from_dict checks it); the constructor fills in ours
+    schema["required"].insert(0, "format_version")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "qpm-zoo checkpoint config.json"
     return schema
