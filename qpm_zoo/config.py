@@ -4,36 +4,34 @@ config.json is defined once, by the pydantic models below; `json_schema()` is it
 (`python -m qpm_zoo.config --schema` prints it). This module is torch-free (the ONNX inference
 path uses it on servers without PyTorch). Parsing is strict: an unknown or missing field, a
 wrong type or an inconsistent assignment is a ConfigError naming the file, the field path and
-the value, so a bad checkpoint never half-loads.
+the value (see qpm_zoo.validation), so a bad checkpoint never half-loads.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    ValidationError,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from .atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from .errors import ConfigError
+from .validation import (
+    Count,
+    FieldProblem,
+    Flag,
+    Integer,
+    Number,
+    StrictModel,
+    Text,
+    validated,
+)
 from .version import __version__
 
 __all__ = [
@@ -67,56 +65,6 @@ CropMode = Literal["center", "squash"]
 OnnxDtype = Literal["float32", "float16"]
 
 
-# -- value types: JSON's scalars without Python's silent conversions ('2' → 2, true → 1) -------
-def kind(value: Any) -> str:
-    """How a value reads in an error message: its JSON type and, for scalars, the value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, (int, float, str)):
-        return f"{type(value).__name__} {value!r}"
-    return type(value).__name__
-
-
-def _wrong_type(expected: str, value: Any) -> ValueError:
-    # a ValueError, not a TypeError: pydantic turns only ValueErrors into validation errors
-    return ValueError(f"must be {expected}, got {kind(value)}")
-
-
-def _integer(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise _wrong_type("an integer", value)
-    return int(value)
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise _wrong_type("a number", value)
-    if not math.isfinite(value):
-        raise ValueError(f"must be a finite number, got {value}")
-    return float(value)
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _wrong_type("a string", value)
-    return value
-
-
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _wrong_type("true or false", value)
-    return value
-
-
-Integer = Annotated[int, BeforeValidator(_integer)]
-Count = Annotated[int, Field(ge=1), BeforeValidator(_integer)]  #: a positive integer
-Number = Annotated[float, BeforeValidator(_number)]
-Text = Annotated[str, BeforeValidator(_text)]
-Flag = Annotated[bool, BeforeValidator(_flag)]
-
-
 def _image_size(value: tuple[int, ...]) -> tuple[int, ...]:
     if len(value) != 3 or value[0] != 3 or min(value) < 1:
         raise ValueError(f"must be [3, height, width], got {list(value)}")
@@ -142,55 +90,8 @@ Sha256 = Annotated[Text, AfterValidator(_hex_digest)]
 CheckpointPath = Annotated[Text, AfterValidator(inside_checkpoint)]
 
 
-class FieldProblem(ValueError):
-    """A consistency problem found by a model-level check, at `path` below the model."""
-
-    def __init__(self, path: str, problem: str):
-        super().__init__(f"{path}: {problem}" if path else problem)
-        self.path = path
-        self.problem = problem
-
-
-class _InvalidFields(ConfigError):
-    """A model built from keywords failed validation. pydantic also runs a custom `__init__`
-    for nested models, so this may be caught by an outer validation: it keeps the original
-    errors, and the outer message is made from them with the outer field path in front."""
-
-    def __init__(self, error: ValidationError, source: str):
-        super().__init__(str(config_error(error, source)))
-        self.error = error
-
-
-class _Strict(BaseModel):
-    """Frozen, no unknown fields: a config.json is read exactly as written or not at all."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    #: Optional parts config.json leaves out when absent (rather than writing null).
-    _omitted_when_none: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(self, **data: Any) -> None:
-        """Keyword construction, validated like a file (errors name the class)."""
-        try:
-            super().__init__(**data)
-        except ValidationError as e:
-            raise _InvalidFields(e, type(self).__name__) from None
-
-    @model_serializer(mode="wrap")
-    def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data = handler(self)
-        for name in self._omitted_when_none:
-            if data.get(name, ...) is None:
-                del data[name]
-        return data
-
-    def to_dict(self) -> dict:
-        """The plain JSON form written into config.json."""
-        return self.model_dump(mode="json")
-
-
 # -- the parts -------------------------------------------------------------------------------
-class BackboneConfig(_Strict):
+class BackboneConfig(StrictModel):
     """Which timm model produces the feature maps, and how it was modified."""
 
     name: Text = Field(description="timm model name")
@@ -201,7 +102,7 @@ class BackboneConfig(_Strict):
     )
 
 
-class PreprocessConfig(_Strict):
+class PreprocessConfig(StrictModel):
     """timm-style evaluation preprocessing (the same fields as timm's pretrained_cfg)."""
 
     input_size: ImageSize = (3, 224, 224)
@@ -233,7 +134,7 @@ class PreprocessConfig(_Strict):
         return value
 
 
-class Assignment(_Strict):
+class Assignment(StrictModel):
     """Which selected features each class uses, and with which weight.
 
     `class_features[c]` lists positions in `QPMConfig.selected_features` (0..n-1). For QPM every
@@ -274,7 +175,7 @@ class Assignment(_Strict):
         return None if self.bias is None else np.asarray(self.bias, dtype=np.float32)
 
 
-class OnnxRecord(_Strict):
+class OnnxRecord(StrictModel):
     """config.json's `onnx` entry: what the export is and what it accepts.
 
     `file` is the export's path inside the checkpoint; `dtype` is the precision the backbone
@@ -317,7 +218,7 @@ class OnnxRecord(_Strict):
         return config.onnx
 
 
-class Provenance(_Strict):
+class Provenance(StrictModel):
     """Where a checkpoint's weights come from when qpm-zoo did not train them (e.g. the authors'
     release, converted): the original file, its checksum, the paper and what it reports."""
 
@@ -330,7 +231,7 @@ class Provenance(_Strict):
 
 
 # -- the whole file --------------------------------------------------------------------------
-class QPMConfig(_Strict):
+class QPMConfig(StrictModel):
     """The content of a checkpoint's config.json (see architecture.md, "The checkpoint")."""
 
     format_version: Integer = Field(
@@ -379,7 +280,7 @@ class QPMConfig(_Strict):
 
     def replace(self, **changes: Any) -> QPMConfig:
         """A copy with some fields changed (validated again)."""
-        return _validated(type(self), {**dict(self), **changes}, "QPMConfig")
+        return validated(type(self), {**dict(self), **changes}, "QPMConfig")
 
     # -- checks --------------------------------------------------------------------------------
     @model_validator(mode="before")
@@ -490,7 +391,7 @@ class QPMConfig(_Strict):
                 f"{source}: format_version: required field is missing (every config.json "
                 "states its format)"
             )
-        return _validated(cls, data, source)
+        return validated(cls, data, source)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> QPMConfig:
@@ -508,66 +409,6 @@ class QPMConfig(_Strict):
                 f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
             ) from None
         return cls.from_dict(data, source=str(path))
-
-
-def _validated(model: type[QPMConfig], data: Any, source: str) -> QPMConfig:
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        raise config_error(e, source) from None
-
-
-#: pydantic's error types in our words (the rest keep pydantic's message).
-_PROBLEMS = {
-    "missing": "required field is missing",
-    "model_type": "must be a JSON object, got {kind}",
-    "model_attributes_type": "must be a JSON object, got {kind}",
-    "dict_type": "must be a JSON object, got {kind}",
-    "tuple_type": "must be a list, got {kind}",
-    "list_type": "must be a list, got {kind}",
-    "literal_error": "must be {expected}, got {kind}",
-    "greater_than_equal": "must be at least {ge}, got {kind}",
-}
-
-
-def config_error(error: ValidationError, source: str, outer: tuple = ()) -> ConfigError:
-    """One line for a failed validation: the file, the field path, what is wrong, the value.
-
-    Unknown fields are reported first (a misspelt name also makes the right one "missing").
-    `outer` is the location of the validated model inside an enclosing one.
-    """
-    errors = error.errors(include_url=False)
-    for e in errors:
-        cause = e.get("ctx", {}).get("error")
-        if isinstance(cause, _InvalidFields):  # a nested model's own __init__ failed
-            return config_error(cause.error, source, (*outer, *e["loc"]))
-    unknown = [{**e, "loc": (*outer, *e["loc"])} for e in errors if e["type"] == "extra_forbidden"]
-    if unknown:
-        *parent, _ = unknown[0]["loc"]
-        names = [e["loc"][-1] for e in unknown if list(e["loc"][:-1]) == parent]
-        where = f"in '{_dotted(parent)}'" if parent else "at the top level"
-        return ConfigError(f"{source}: unknown field(s) {names} {where}")
-    first = errors[0]
-    path = _dotted((*outer, *first["loc"]))
-    cause = first.get("ctx", {}).get("error")
-    if isinstance(cause, FieldProblem):
-        path = ".".join(p for p in (path, cause.path) if p)
-        problem = cause.problem
-    elif first["type"] == "value_error":
-        problem = str(cause) if cause is not None else first["msg"]
-    elif first["type"] in _PROBLEMS:
-        problem = _PROBLEMS[first["type"]].format(kind=kind(first["input"]), **first.get("ctx", {}))
-    else:
-        problem = f"{first['msg'][0].lower()}{first['msg'][1:]}, got {kind(first['input'])}"
-    return ConfigError(f"{source}: {path}: {problem}" if path else f"{source}: {problem}")
-
-
-def _dotted(loc: Any) -> str:
-    """('assignment', 'class_features', 2) → 'assignment.class_features[2]'."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def json_schema() -> dict:
