@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from qpm_zoo.errors import QPMError
+from qpm_zoo.errors import UsageError
 from qpm_zoo.formatting import format_table, print_json
 
-from ._common import Steps, run_reporting_errors
+from .steps import Steps
 
 
 @dataclass(frozen=True)
@@ -79,18 +79,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_reporting_errors("bench", lambda: _run(args))
-
-
-def _run(args: argparse.Namespace) -> int:
     if args.threads < 1 or args.repeats < 1:
-        raise QPMError("--threads and --repeats must be at least 1")
+        raise UsageError("--threads and --repeats must be at least 1")
     if args.warmup < 0:
-        raise QPMError("--warmup must not be negative")
+        raise UsageError("--warmup must not be negative")
     if not args.batch or min(args.batch) < 1:
-        raise QPMError("--batch sizes must be positive")
+        raise UsageError("--batch sizes must be positive")
     if not args.min_time >= 0:
-        raise QPMError("--min-time must not be negative")
+        raise UsageError("--min-time must not be negative")
     settings, rows = benchmark(
         args.model_dir,
         args.batch,
@@ -213,7 +209,7 @@ def benchmark(
                 model.head(maps)
 
         def ort_forward(pixels: np.ndarray = pixels) -> None:
-            runtime.forward(pixels)
+            runtime.forward_arrays(pixels)
 
         for _ in range(warmup):
             torch_forward(), ort_forward(), head_only()

@@ -5,8 +5,9 @@
 The graph is checked with onnx.checker, then run with onnxruntime (CPU) through QPMOnnx, the
 same loader users get, on random and real images at batch 1 and 5, and compared with the
 PyTorch model output by output (see export.onnx_validate for the measure). Only an export that
-passes is written: model.onnx atomically, then config.json's `onnx` entry (file, opset,
-SHA-256, dtype, input size, measured differences). A failing export changes nothing on disk.
+passes is written: model.onnx and config.json's `onnx` entry (file, opset, SHA-256, dtype,
+input size, measured differences) replace the checkpoint together (qpm_zoo.checkpoint), and an
+earlier export is dropped. A failing export changes nothing on disk.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from qpm_zoo.config import CONFIG_NAME, ONNX_NAME, write_bytes_atomic
-from qpm_zoo.errors import CheckpointError, QPMError
+from qpm_zoo.checkpoint import write_checkpoint
+from qpm_zoo.config import CONFIG_NAME, ONNX_NAME
+from qpm_zoo.errors import CheckpointError, UsageError
 from qpm_zoo.formatting import print_json
 from qpm_zoo.onnx_model import OUTPUT_NAMES, OnnxRecord, QPMOnnx, import_onnxruntime
 from qpm_zoo.preprocess import LoadedImage, load_image
 from qpm_zoo.version import __version__
 
-from ._common import Steps, run_reporting_errors
 from .onnx_validate import (
     FP16_TOLERANCE,
     FP32_TOLERANCE,
@@ -35,6 +36,7 @@ from .onnx_validate import (
     validate,
     validation_inputs,
 )
+from .steps import Steps
 
 VALIDATION_BATCHES = (1, 5)
 #: torch's dynamo exporter emits opset 18 or newer.
@@ -90,10 +92,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_reporting_errors("onnx", lambda: _run(args))
-
-
-def _run(args: argparse.Namespace) -> int:
     result = export_checkpoint(
         args.model_dir,
         out=args.out,
@@ -143,12 +141,12 @@ def _output_path(model_dir: Path, out: Path | None) -> tuple[Path, str]:
     try:
         relative = path.resolve().relative_to(model_dir.resolve())
     except ValueError:
-        raise QPMError(
+        raise UsageError(
             f"--out {out} is outside the checkpoint folder {model_dir}; config.json records the "
             "export by its path inside the checkpoint"
         ) from None
     if path.suffix != ".onnx" or not relative.parts:
-        raise QPMError(f"--out {out}: give a file name ending in .onnx")
+        raise UsageError(f"--out {out}: give a file name ending in .onnx")
     return path, PurePosixPath(*relative.parts).as_posix()
 
 
@@ -171,9 +169,9 @@ def export_checkpoint(
     if tolerance is None:
         tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
     if not tolerance > 0:
-        raise QPMError(f"--tolerance must be positive, got {tolerance}")
+        raise UsageError(f"--tolerance must be positive, got {tolerance}")
     if opset < MIN_OPSET:
-        raise QPMError(
+        raise UsageError(
             f"opset {opset} is too old: the dynamo exporter needs opset {MIN_OPSET} or newer"
         )
     photos = sample_photos() if images is None else [load_image(p) for p in images]
@@ -200,7 +198,7 @@ def _export(
 
     from qpm_zoo.model import QPM
 
-    from .onnx_graph import check_graph, export_graph
+    from .torch_to_onnx import check_graph, export_graph
 
     steps(f"loading {model_dir}")
     model = QPM.from_pretrained(model_dir)
@@ -232,14 +230,14 @@ def _export(
         f"validating against PyTorch ({'random and real' if photos else 'random'} inputs, batch 1 and 5)"
     )
     runtime = QPMOnnx(
-        config.replace(onnx=record.to_dict()),
+        config.replace(onnx=record),
         graph.data,
         providers=["CPUExecutionProvider"],
         source=str(model_dir / CONFIG_NAME),
     )
     inputs = validation_inputs(runtime.preprocessor, photos, VALIDATION_BATCHES)
     report = validate(model, runtime, inputs, tolerance)
-    record = dataclasses.replace(record, validation=report.to_record())
+    record = record.model_copy(update={"validation": report.to_record()})
     steps.done()
     if not photos:
         print(
@@ -248,6 +246,16 @@ def _export(
         )
     if not report.passed:
         return ExportResult(path, record, report, written=False)
-    write_bytes_atomic(path, graph.data)
-    config.replace(onnx=record.to_dict()).save(model_dir / CONFIG_NAME)
+    write_checkpoint(
+        model_dir,
+        config.replace(onnx=record),
+        files={relative: graph.data},
+        keep=_kept_files(model_dir),
+    )
     return ExportResult(path, record, report, written=True)
+
+
+def _kept_files(model_dir: Path) -> list[str]:
+    """What an export keeps of the checkpoint: everything but an earlier export."""
+    files = (p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file())
+    return [name for name in files if not name.endswith(".onnx")]

@@ -22,6 +22,8 @@ from qpm_zoo.formatting import format_table
 from qpm_zoo.onnx_model import OUTPUT_NAMES
 from qpm_zoo.preprocess import ImagePreprocessor, LoadedImage, load_image
 
+from .errors import ExportError
+
 SCALE_FLOOR = 1e-6
 FP32_TOLERANCE = 1e-4
 #: float16 keeps about 3 significant digits per operation; through a deep backbone the outputs
@@ -62,7 +64,7 @@ def difference(candidate: np.ndarray, reference: np.ndarray) -> tuple[float, flo
     candidate = np.asarray(candidate, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
     if candidate.shape != reference.shape:
-        raise ValueError(f"shapes differ: {candidate.shape} vs {reference.shape}")
+        raise ExportError(f"output shapes differ: {candidate.shape} vs {reference.shape}")
     max_abs = float(np.max(np.abs(candidate - reference))) if reference.size else 0.0
     scale = float(np.max(np.abs(reference))) if reference.size else 0.0
     return max_abs, max_abs / max(scale, SCALE_FLOOR)
@@ -173,8 +175,8 @@ def validate(
     rows: list[OutputDiff] = []
     agree = total = 0
     for item in inputs:
-        ref = reference._forward_arrays(item.pixel_values, with_maps=True)
-        got = candidate._forward_arrays(item.pixel_values, with_maps=True)
+        ref = reference.forward_arrays(item.pixel_values, with_maps=True)
+        got = candidate.forward_arrays(item.pixel_values, with_maps=True)
         for name, a, b in zip(OUTPUT_NAMES, got, ref):
             rows.append(OutputDiff(item.kind, len(item.pixel_values), name, *difference(a, b)))
         agree += int(np.sum(got.logits.argmax(1) == ref.logits.argmax(1)))

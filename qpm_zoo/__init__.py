@@ -9,8 +9,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import Assignment, BackboneConfig, PreprocessConfig, QPMConfig
-from .errors import CheckpointError, ConfigError, InputError, MissingDependencyError, QPMError
+from .config import (
+    Assignment,
+    BackboneConfig,
+    OnnxRecord,
+    PreprocessConfig,
+    Provenance,
+    QPMConfig,
+)
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    InputError,
+    MissingDependencyError,
+    ModelCardError,
+    QPMError,
+    UsageError,
+)
 from .explain import (
     ClassComparison,
     ClassExplanation,
@@ -44,11 +59,15 @@ __all__ = [
     "GlobalExplainer",
     "InputError",
     "MissingDependencyError",
+    "ModelCardError",
+    "OnnxRecord",
     "Prediction",
     "PreprocessConfig",
+    "Provenance",
     "QPMConfig",
     "QPMError",
     "QPMOnnx",
+    "UsageError",
     "__version__",
 ]
 

@@ -29,13 +29,13 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from .config import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME, QPMConfig
-from .errors import QPMError
+from .checkpoint import README_NAME  # noqa: F401 - re-exported: training.publish reads it here
+from .config import CONFIG_NAME, WEIGHTS_NAME, QPMConfig
+from .errors import ModelCardError
 from .explain import GlobalExplainer
 from .version import __version__
 
 TEMPLATE_NAME = "MODEL_CARD.md"
-README_NAME = "README.md"
 
 #: Model id written into the usage examples when the card is rendered without a Hub repo id.
 LOCAL_MODEL_ID = "path/to/checkpoint"
@@ -51,7 +51,7 @@ class MetricInfo:
     meaning: str
 
 
-#: The metrics the evaluation writes (names as in the papers, method.md §6), in display order.
+#: The metrics the evaluation writes (names as in the papers, docs/method.md §6), in display order.
 #: `dense_<key>` is the same metric of the dense model; `sid_at_<k>` is SID at any k. Other
 #: keys are shown too, under a name made from the key.
 METRICS: dict[str, MetricInfo] = {
@@ -211,7 +211,7 @@ def load_template() -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):
-        raise QPMError(
+        raise ModelCardError(
             f"{path}: the model-card template is missing from this qpm-zoo installation "
             "(reinstall qpm-zoo)"
         ) from None
@@ -305,7 +305,7 @@ def _facts_table(config: QPMConfig, recipe: RecipeMetadata) -> str:
         backbone += ", " + ", ".join(f"{key}={value!r}" for key, value in sorted(bb.kwargs.items()))
     files = [CONFIG_NAME, WEIGHTS_NAME]
     if config.onnx is not None:
-        files.append(str(config.onnx.get("file", ONNX_NAME)))
+        files.append(str(config.onnx.file))
     _, height, width = prep.input_size
     rows = [
         ("Model type", MODEL_TYPE_NAMES[config.model_type]),
@@ -571,15 +571,15 @@ def render_model_card(
     """The README.md of a checkpoint: the template filled from `config`.
 
     `repo_id` (e.g. "org/qpm-resnet50-cub") goes into the title and the usage examples; without
-    it they use a local folder path. Raises QPMError if the template names an unknown field.
+    it they use a local folder path. Raises ModelCardError if the template names an unknown field.
     """
     text = load_template() if template is None else template
     fields = asdict(card_fields(config, repo_id, max_classes))
     try:
         return string.Template(text).substitute(fields)
     except KeyError as e:
-        raise QPMError(
+        raise ModelCardError(
             f"{TEMPLATE_NAME}: unknown field ${{{e.args[0]}}}; the fields are {sorted(fields)}"
         ) from None
     except ValueError as e:
-        raise QPMError(f"{TEMPLATE_NAME}: {e} (write a literal dollar sign as $$)") from None
+        raise ModelCardError(f"{TEMPLATE_NAME}: {e} (write a literal dollar sign as $$)") from None

@@ -12,11 +12,15 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import InputError, QPMError
+from .commands import Command, run_commands
+from .errors import InputError, UsageError
 from .formatting import format_class, format_comparison, format_prediction
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .explain import GlobalExplainer, InterpretableModel
 
 
 def _add_source_options(p: argparse.ArgumentParser, json_output: bool = True) -> None:
@@ -45,32 +49,14 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="qpm",
-        description="Predict with and explain globally interpretable classifiers (QPM, Q-SENN).",
-    )
-    parser.add_argument("--version", action="version", version=f"qpm-zoo {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser(
-        "predict", help="classify images; each prediction with its exact explanation"
-    )
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
     _add_source_options(p)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     p.add_argument("--top-k", type=int, default=5, help="runner-up classes to list (default 5)")
     _add_backend_options(p)
 
-    p = sub.add_parser(
-        "explain",
-        help="a class's features and which classes share them; or an image's prediction, "
-        "drawn as heatmaps with --out",
-        description="qpm explain MODEL CLASS: the class's features (from config.json only). "
-        "qpm explain MODEL IMAGE [--out FILE.png]: the prediction for the image with its exact "
-        "explanation, and with --out a figure of where each of the class's features fires. "
-        "A positional argument that is an existing file is an image; use --class or --image "
-        "when a name is ambiguous.",
-    )
+
+def _explain_arguments(p: argparse.ArgumentParser) -> None:
     _add_source_options(p)
     p.add_argument(
         "target", metavar="CLASS_OR_IMAGE", nargs="?", help="class name or index, or an image file"
@@ -87,11 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_backend_options(p)
 
-    p = sub.add_parser(
-        "compare",
-        help="two classes feature by feature: shared, only A, only B; drawn on example images "
-        "with --images and --out",
-    )
+
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
     _add_source_options(p)
     p.add_argument("class_a", metavar="CLASS_A")
     p.add_argument("class_b", metavar="CLASS_B")
@@ -105,22 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE.png", help="write the comparison figure (needs --images)")
     _add_backend_options(p)
 
-    p = sub.add_parser(
-        "assignment", help="draw the class × feature assignment matrix (needs only config.json)"
-    )
+
+def _assignment_arguments(p: argparse.ArgumentParser) -> None:
     _add_source_options(p, json_output=False)
     p.add_argument(
         "--out", metavar="FILE.png", required=True, help="figure file (.png, .pdf, .svg)"
     )
-    p.add_argument(
-        "--onnx",
-        action="store_true",
-        help="accepted like in the other commands; the assignment never needs weights or torch",
-    )
-    return parser
 
 
-def _load_predictor(args: argparse.Namespace) -> Any:
+def _load_predictor(args: argparse.Namespace) -> InterpretableModel:
     if args.onnx:
         from .onnx_model import QPMOnnx
 
@@ -132,7 +108,7 @@ def _load_predictor(args: argparse.Namespace) -> Any:
     return qpm_zoo.QPM.from_pretrained(args.model, revision=args.revision, map_location=args.device)
 
 
-def _load_explainer(args: argparse.Namespace) -> Any:
+def _load_explainer(args: argparse.Namespace) -> GlobalExplainer:
     from .explain import GlobalExplainer
 
     return GlobalExplainer.from_pretrained(args.model, revision=args.revision)
@@ -149,7 +125,7 @@ def _emit(results: Any, as_json: bool, formatter: Callable[[Any], str]) -> None:
 
 def _check_backend_options(args: argparse.Namespace) -> None:
     if not args.onnx and (args.providers or args.verbose):
-        raise QPMError("--providers and --verbose apply to --onnx only")
+        raise UsageError("--providers and --verbose apply to --onnx only")
 
 
 def _note_figure(path: Any, as_json: bool) -> None:
@@ -165,13 +141,13 @@ def _explain_target(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """(image, class) from the positional argument, --image or --class; exactly one is set."""
     given = [v for v in (args.target, args.image, args.class_name) if v is not None]
     if len(given) != 1:
-        raise QPMError(
+        raise UsageError(
             "give one class or one image: qpm explain MODEL CLASS_OR_IMAGE "
             "(or --class NAME, or --image FILE)"
         )
     if args.image is not None:
         if not os.path.isfile(args.image):
-            raise QPMError(f"{args.image}: no such image file")
+            raise UsageError(f"{args.image}: no such image file")
         return args.image, None
     if args.class_name is not None:
         return None, args.class_name
@@ -190,7 +166,7 @@ def _explain(args: argparse.Namespace) -> None:
     image, class_name = _explain_target(args)
     if class_name is not None:
         if args.out:
-            raise QPMError(
+            raise UsageError(
                 "--out draws the explanation of an image's prediction: give an image file "
                 "(qpm explain MODEL IMAGE --out FILE.png); qpm assignment draws all classes"
             )
@@ -198,7 +174,7 @@ def _explain(args: argparse.Namespace) -> None:
             result = _load_explainer(args).explain_class(class_name)
         except InputError:
             if args.target == class_name and _looks_like_image_path(class_name):
-                raise QPMError(
+                raise UsageError(
                     f"{class_name}: no such image file, and no class of that name"
                 ) from None
             raise
@@ -207,11 +183,11 @@ def _explain(args: argparse.Namespace) -> None:
     if not args.out:
         _emit(_load_predictor(args).predict(image), args.json, format_prediction)
         return
-    from .viz import check_figure_path, explain_images, explanation_figure, save_figure
+    from .viz import check_figure_path, explanation_figure, save_figure
 
     check_figure_path(args.out)
     model = _load_predictor(args)
-    item = explain_images(model, image)[0]
+    item = model.predict_with_maps(image)[0]
     path = save_figure(explanation_figure(model, item), args.out)
     _emit(item.prediction, args.json, format_prediction)
     _note_figure(path, args.json)
@@ -224,9 +200,9 @@ def _compare(args: argparse.Namespace) -> None:
         _emit(comparison, args.json, format_comparison)
         return
     if args.out is None:
-        raise QPMError("--images gives the example images of the figure: add --out FILE.png")
+        raise UsageError("--images gives the example images of the figure: add --out FILE.png")
     if args.images is None:
-        raise QPMError("--out draws the features on example images: add --images DIR_OR_FILE ...")
+        raise UsageError("--out draws the features on example images: add --images DIR_OR_FILE ...")
     from .viz import (
         check_figure_path,
         class_pair,
@@ -258,34 +234,62 @@ def _assignment(args: argparse.Namespace) -> None:
     _note_figure(save_figure(assignment_figure(_load_explainer(args)), args.out), False)
 
 
+def _predict(args: argparse.Namespace) -> None:
+    missing = [p for p in args.images if not os.path.isfile(p)]
+    if missing:
+        raise UsageError(f"{missing[0]}: no such image file")
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
+    _check_backend_options(args)
+    preds = _load_predictor(args).predict(list(args.images), top_k=args.top_k)
+    _emit(preds if len(preds) > 1 else preds[0], args.json, format_prediction)
+
+
+def _schema(args: argparse.Namespace) -> None:
+    from .config import json_schema
+
+    json.dump(json_schema(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+COMMANDS: dict[str, Command] = {
+    "predict": Command(
+        "classify images; each prediction with its exact explanation", _predict_arguments, _predict
+    ),
+    "explain": Command(
+        "a class's features and which classes share them; or an image's prediction, "
+        "drawn as heatmaps with --out",
+        _explain_arguments,
+        _explain,
+        description="qpm explain MODEL CLASS: the class's features (from config.json only). "
+        "qpm explain MODEL IMAGE [--out FILE.png]: the prediction for the image with its exact "
+        "explanation, and with --out a figure of where each of the class's features fires. "
+        "A positional argument that is an existing file is an image; use --class or --image "
+        "when a name is ambiguous.",
+    ),
+    "compare": Command(
+        "two classes feature by feature: shared, only A, only B; drawn on example images "
+        "with --images and --out",
+        _compare_arguments,
+        _compare,
+    ),
+    "assignment": Command(
+        "draw the class × feature assignment matrix (needs only config.json)",
+        _assignment_arguments,
+        _assignment,
+    ),
+    "schema": Command("print config.json's JSON Schema", lambda p: None, _schema),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "predict":
-            missing = [p for p in args.images if not os.path.isfile(p)]
-            if missing:
-                raise QPMError(f"{missing[0]}: no such image file")
-            if args.top_k < 1:
-                raise QPMError(f"--top-k must be at least 1, got {args.top_k}")
-            _check_backend_options(args)
-            model = _load_predictor(args)
-            preds = model.predict(list(args.images), top_k=args.top_k)
-            _emit(preds if len(preds) > 1 else preds[0], args.json, format_prediction)
-        elif args.command == "explain":
-            _explain(args)
-        elif args.command == "compare":
-            _compare(args)
-        elif args.command == "assignment":
-            _assignment(args)
-    except QPMError as e:
-        print(f"qpm {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # e.g. `qpm ... | head`: stop quietly like other command-line tools
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return 0
+    return run_commands(
+        "qpm",
+        "Predict with and explain globally interpretable classifiers (QPM, Q-SENN).",
+        COMMANDS,
+        argv,
+        version=f"qpm-zoo {__version__}",
+    )
 
 
 if __name__ == "__main__":

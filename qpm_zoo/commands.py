@@ -1,5 +1,6 @@
 """The one command mechanism of `qpm`, `python -m training` and `python -m export`: subcommands
-registered by module path, imported only when chosen, and errors caught in one place."""
+registered by module path (imported only when chosen) or as Command objects, and errors caught
+in one place."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 # Before torch loads OpenMP (every command module imports this one first): on small, busy
 # machines spinning OpenMP threads make small tensor work many times slower. An explicit
@@ -17,6 +19,16 @@ from collections.abc import Callable, Sequence
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .errors import QPMError
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand defined in the program's own module (rather than a module of its own)."""
+
+    summary: str  #: one line, for the program's --help
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+    description: str | None = None  #: the command's own --help text (default: the summary)
 
 
 def _summary(module_name: str) -> str | None:
@@ -34,27 +46,44 @@ def _summary(module_name: str) -> str | None:
 
 
 def run_commands(
-    prog: str, description: str, commands: dict[str, str], argv: Sequence[str] | None
+    prog: str,
+    description: str,
+    commands: Mapping[str, str | Command],
+    argv: Sequence[str] | None,
+    version: str | None = None,
 ) -> int:
-    """Parse `argv` for one of `commands` (name → module path) and run it.
+    """Parse `argv` for one of `commands` and run it; `version` adds a --version option.
 
-    A command module defines `add_arguments(parser)` and `run(args) -> int`; the first line of
-    its docstring is the command's help. Only the chosen command's module is imported.
+    A command is a Command, or the path of a module that defines `add_arguments(parser)` and
+    `run(args) -> int` and whose docstring's first line is the command's help. Only the chosen
+    command's module is imported.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog=prog, description=description)
+    if version is not None:
+        parser.add_argument("--version", action="version", version=version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in commands.items():
-        summary = _summary(module_name)
+    for name, command in commands.items():
+        if isinstance(command, Command):
+            p = sub.add_parser(
+                name, help=command.summary, description=command.description or command.summary
+            )
+            command.add_arguments(p)
+            continue
+        summary = _summary(command)
         if summary is None:
             continue
         p = sub.add_parser(name, help=summary, description=summary)
         if argv and argv[0] == name:
-            importlib.import_module(module_name).add_arguments(p)
+            importlib.import_module(command).add_arguments(p)
     args = parser.parse_args(argv)
-    return run_guarded(
-        f"{prog} {args.command}", lambda: importlib.import_module(commands[args.command]).run(args)
-    )
+    chosen = commands[args.command]
+
+    def run() -> int | None:
+        action = chosen.run if isinstance(chosen, Command) else importlib.import_module(chosen).run
+        return action(args)
+
+    return run_guarded(f"{prog} {args.command}", run)
 
 
 def run_guarded(name: str, action: Callable[[], int | None]) -> int:

@@ -1,27 +1,54 @@
 """The checkpoint's config.json: everything needed to rebuild a model and explain it without weights.
 
-This module is torch-free (the ONNX inference path uses it on servers without PyTorch).
-Parsing is strict: an unknown or missing field, a wrong type or an inconsistent assignment is a
-ConfigError naming the file and the field, so a bad checkpoint never half-loads.
+config.json is defined once, by the pydantic models below; `json_schema()` is its JSON Schema
+(`qpm schema` prints it; docs/config.schema.json is its copy). This module is torch-free (the ONNX inference
+path uses it on servers without PyTorch). Parsing is strict: an unknown or missing field, a
+wrong type or an inconsistent assignment is a ConfigError naming the file, the field path and
+the value (see qpm_zoo.validation), so a bad checkpoint never half-loads.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import re
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
-from ._fields import FieldReader, kind
+from .atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from .errors import ConfigError
+from .validation import (
+    Count,
+    FieldProblem,
+    Flag,
+    Integer,
+    Number,
+    StrictModel,
+    Text,
+    validated,
+)
 from .version import __version__
+
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT_VERSION",
+    "ONNX_NAME",
+    "WEIGHTS_NAME",
+    "Assignment",
+    "BackboneConfig",
+    "OnnxRecord",
+    "PreprocessConfig",
+    "Provenance",
+    "QPMConfig",
+    "atomic_path",  # the three atomic writers moved to qpm_zoo.atomic; importable here still
+    "json_schema",
+    "write_bytes_atomic",
+    "write_text_atomic",
+]
 
 #: Version of the checkpoint format. Bump it when a reader of the old format would misread a
 #: new checkpoint; readers refuse configs from a newer format instead of guessing.
@@ -31,93 +58,82 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ONNX_NAME = "model.onnx"
 
-MODEL_TYPES = ("qpm", "qsenn")
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
-CROP_MODES = ("center", "squash")
+ModelType = Literal["qpm", "qsenn"]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
+CropMode = Literal["center", "squash"]
+OnnxDtype = Literal["float32", "float16"]
 
 
-@dataclass(frozen=True)
-class BackboneConfig:
+def _image_size(value: tuple[int, ...]) -> tuple[int, ...]:
+    if len(value) != 3 or value[0] != 3 or min(value) < 1:
+        raise ValueError(f"must be [3, height, width], got {list(value)}")
+    return value
+
+
+def inside_checkpoint(name: str) -> str:
+    """`name` if it is a relative POSIX path that stays inside the checkpoint folder."""
+    path = PurePosixPath(name)
+    if not path.parts or path.is_absolute() or ".." in path.parts or "\\" in name:
+        raise ValueError(f"must be a relative path inside the checkpoint, got {name!r}")
+    return name
+
+
+def _hex_digest(sha: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise ValueError(f"must be 64 lowercase hex digits, got {sha!r}")
+    return sha
+
+
+ImageSize = Annotated[tuple[Integer, ...], AfterValidator(_image_size)]  #: [3, height, width]
+Sha256 = Annotated[Text, AfterValidator(_hex_digest)]
+CheckpointPath = Annotated[Text, AfterValidator(inside_checkpoint)]
+
+
+# -- the parts -------------------------------------------------------------------------------
+class BackboneConfig(StrictModel):
     """Which timm model produces the feature maps, and how it was modified."""
 
-    name: str
-    num_features: int
-    kwargs: dict = field(default_factory=dict)
-    reduced_strides: bool = False
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "num_features": self.num_features,
-            "kwargs": dict(self.kwargs),
-            "reduced_strides": self.reduced_strides,
-        }
-
-    @classmethod
-    def _parse(cls, f: FieldReader) -> BackboneConfig:
-        out = cls(
-            name=f.str("name"),
-            num_features=f.int("num_features", minimum=1),
-            kwargs=f.dict("kwargs", {}),
-            reduced_strides=f.bool("reduced_strides", False),
-        )
-        f.reject_unknown()
-        return out
+    name: Text = Field(description="timm model name")
+    num_features: Count = Field(description="channels of its feature maps")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="timm.create_model kwargs")
+    reduced_strides: Flag = Field(
+        False, description="QPM's ResNet change: layer3 and layer4 keep stride 1"
+    )
 
 
-@dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessConfig(StrictModel):
     """timm-style evaluation preprocessing (the same fields as timm's pretrained_cfg)."""
 
-    input_size: tuple[int, int, int] = (3, 224, 224)
-    interpolation: str = "bicubic"
-    crop_mode: str = "center"
-    crop_pct: float = 0.875
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    input_size: ImageSize = (3, 224, 224)
+    interpolation: Interpolation = "bicubic"
+    crop_mode: CropMode = "center"
+    crop_pct: Number = 0.875
+    mean: tuple[Number, ...] = (0.485, 0.456, 0.406)
+    std: tuple[Number, ...] = (0.229, 0.224, 0.225)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-
-    def to_dict(self) -> dict:
-        return {
-            "input_size": list(self.input_size),
-            "interpolation": self.interpolation,
-            "crop_mode": self.crop_mode,
-            "crop_pct": self.crop_pct,
-            "mean": list(self.mean),
-            "std": list(self.std),
-        }
-
+    @field_validator("crop_pct")
     @classmethod
-    def _parse(cls, f: FieldReader) -> PreprocessConfig:
-        size = f.int_list("input_size")
-        if len(size) != 3 or size[0] != 3 or min(size) < 1:
-            raise f.error("input_size", f"must be [3, height, width], got {size}")
-        crop_pct = f.float("crop_pct", 1.0)
-        if not 0.0 < crop_pct <= 1.0:
-            raise f.error("crop_pct", f"must be in (0, 1], got {crop_pct}")
-        mean, std = f.float_list("mean"), f.float_list("std")
-        if len(mean) != 3:
-            raise f.error("mean", f"must hold 3 numbers (one per RGB channel), got {len(mean)}")
-        if len(std) != 3 or min(std) <= 0:
-            raise f.error("std", f"must hold 3 positive numbers, got {std}")
-        out = cls(
-            input_size=tuple(size),
-            interpolation=f.str("interpolation", "bicubic", INTERPOLATIONS),
-            crop_mode=f.str("crop_mode", "center", CROP_MODES),
-            crop_pct=crop_pct,
-            mean=tuple(mean),
-            std=tuple(std),
-        )
-        f.reject_unknown()
-        return out
+    def _crop_pct(cls, value: float) -> float:
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"must be in (0, 1], got {value}")
+        return value
+
+    @field_validator("mean")
+    @classmethod
+    def _mean(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if len(value) != 3:
+            raise ValueError(f"must hold 3 numbers (one per RGB channel), got {list(value)}")
+        return value
+
+    @field_validator("std")
+    @classmethod
+    def _std(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if len(value) != 3 or min(value) <= 0:
+            raise ValueError(f"must hold 3 positive numbers, got {list(value)}")
+        return value
 
 
-@dataclass(frozen=True)
-class Assignment:
+class Assignment(StrictModel):
     """Which selected features each class uses, and with which weight.
 
     `class_features[c]` lists positions in `QPMConfig.selected_features` (0..n-1). For QPM every
@@ -125,29 +141,18 @@ class Assignment:
     the signed quantised weights and the per-class bias.
     """
 
-    class_features: tuple[tuple[int, ...], ...]
-    class_weights: tuple[tuple[float, ...], ...] | None = None
-    bias: tuple[float, ...] | None = None
+    class_features: tuple[tuple[Integer, ...], ...]
+    class_weights: tuple[tuple[Number, ...], ...] | None = None
+    bias: tuple[Number, ...] | None = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "class_features", tuple(tuple(int(i) for i in row) for row in self.class_features)
-        )
-        if self.class_weights is not None:
-            object.__setattr__(
-                self,
-                "class_weights",
-                tuple(tuple(float(w) for w in row) for row in self.class_weights),
-            )
-        if self.bias is not None:
-            object.__setattr__(self, "bias", tuple(float(b) for b in self.bias))
+    _omitted_when_none = ("class_weights", "bias")
 
     @classmethod
     def from_matrix(cls, weight: np.ndarray, bias: np.ndarray | None = None) -> Assignment:
         """Build from a dense [C, n] weight matrix; binary matrices without bias give a QPM assignment."""
         weight = np.asarray(weight, dtype=np.float64)
         if weight.ndim != 2:
-            raise ValueError(
+            raise ConfigError(
                 f"weight must be a [classes, features] matrix, got shape {weight.shape}"
             )
         rows = [tuple(int(i) for i in np.flatnonzero(row)) for row in weight]
@@ -168,96 +173,98 @@ class Assignment:
     def bias_vector(self) -> np.ndarray | None:
         return None if self.bias is None else np.asarray(self.bias, dtype=np.float32)
 
-    def to_dict(self) -> dict:
-        out: dict[str, Any] = {"class_features": [list(r) for r in self.class_features]}
-        if self.class_weights is not None:
-            out["class_weights"] = [list(r) for r in self.class_weights]
-        if self.bias is not None:
-            out["bias"] = list(self.bias)
-        return out
 
+class OnnxRecord(StrictModel):
+    """config.json's `onnx` entry: what the export is and what it accepts.
 
-@dataclass(frozen=True)
-class Provenance:
-    """Where the weights come from when they were not trained by qpm-zoo (e.g. an authors'
-    release converted by `python -m training import-authors`)."""
+    `file` is the export's path inside the checkpoint; `dtype` is the precision the backbone
+    computes in (inputs and outputs are always float32 in our exports); `validation` holds the
+    exporter's measured differences against PyTorch (free-form, for people and model cards).
+    Unknown keys are kept: later exporters may record more facts about their export.
+    """
 
-    source: str  #: where the file was published (a URL)
-    file: str  #: the file's name
-    sha256: str  #: of the file, as converted
-    paper: str  #: the paper the weights belong to
-    reported_metrics: dict[str, float] = field(default_factory=dict)  #: as the authors report
-    note: str | None = None
+    model_config = ConfigDict(frozen=True, extra="allow")
 
-    def to_dict(self) -> dict:
-        out: dict[str, Any] = {
-            "source": self.source,
-            "file": self.file,
-            "sha256": self.sha256,
-            "paper": self.paper,
-            "reported_metrics": dict(self.reported_metrics),
-        }
-        if self.note is not None:
-            out["note"] = self.note
-        return out
+    file: CheckpointPath
+    opset: Count
+    sha256: Sha256
+    dtype: OnnxDtype = "float32"
+    input_size: ImageSize
+    dynamic_batch: Flag = True
+    feature_map_size: tuple[Integer, ...] | None = None
+    exporter: dict[str, Any] = Field(default_factory=dict)
+    validation: dict[str, Any] = Field(default_factory=dict)
+
+    _omitted_when_none = ("feature_map_size",)
+
+    @field_validator("feature_map_size")
+    @classmethod
+    def _map_size(cls, size: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise ValueError(f"must be [height, width], got {list(size)}")
+        return size
 
     @classmethod
-    def _parse(cls, f: FieldReader) -> Provenance:
-        reported = f.dict("reported_metrics", {})
-        for key, value in reported.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise f.error(f"reported_metrics.{key}", f"must be a number, got {kind(value)}")
-        out = cls(
-            source=f.str("source"),
-            file=f.str("file"),
-            sha256=f.str("sha256"),
-            paper=f.str("paper"),
-            reported_metrics={key: float(value) for key, value in reported.items()},
-            note=f.str("note", None),
-        )
-        f.reject_unknown()
-        return out
+    def from_config(cls, config: QPMConfig, source: str = CONFIG_NAME) -> OnnxRecord:
+        """`config.onnx`, or CheckpointError when the checkpoint has no ONNX export."""
+        from .errors import CheckpointError
+
+        if config.onnx is None:
+            raise CheckpointError(
+                f"{source}: has no 'onnx' entry, so this checkpoint has no ONNX export; "
+                "create one with: python -m export onnx MODEL_DIR"
+            )
+        return config.onnx
 
 
-@dataclass(frozen=True)
-class QPMConfig:
-    """The content of a checkpoint's config.json (see architecture.md, "The checkpoint")."""
+class Provenance(StrictModel):
+    """Where a checkpoint's weights come from when qpm-zoo did not train them (e.g. the authors'
+    release, converted): the original file, its checksum, the paper and what it reports."""
 
-    model_type: str
+    source: Text  #: e.g. "authors-release"
+    file: Text  #: the original file's name
+    sha256: Sha256  #: of the original file
+    paper: Text
+    reported_metrics: dict[str, Number] = Field(default_factory=dict)
+    note: Text | None = None  #: free text, e.g. the licence situation
+
+
+# -- the whole file --------------------------------------------------------------------------
+class QPMConfig(StrictModel):
+    """The content of a checkpoint's config.json (see docs/checkpoint.md)."""
+
+    format_version: Integer = Field(
+        FORMAT_VERSION, description="checkpoint format; readers refuse newer ones"
+    )
+    library_version: Text = Field(__version__, description="qpm-zoo version that wrote it")
+    model_type: ModelType
     backbone: BackboneConfig
-    num_classes: int
-    selected_features: tuple[int, ...]
-    k: int
+    num_classes: Count
+    label_names: tuple[Text, ...] = Field(description="one distinct name per class")
+    selected_features: tuple[Integer, ...] = Field(
+        description="the n backbone channels of the interpretable layer, distinct"
+    )
+    k: Count = Field(description="features per class (exact for QPM, the mean for Q-SENN)")
     assignment: Assignment
-    label_names: tuple[str, ...]
-    preprocessing: PreprocessConfig = field(default_factory=PreprocessConfig)
-    feature_names: tuple[str, ...] | None = None
-    feature_descriptions: tuple[str, ...] | None = None
-    metrics: dict = field(default_factory=dict)
-    training: dict = field(default_factory=dict)
-    onnx: dict | None = None
-    provenance: Provenance | None = None
-    library_version: str = __version__
-    format_version: int = FORMAT_VERSION
+    preprocessing: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    feature_names: tuple[Text, ...] | None = Field(None, description="one per selected feature")
+    feature_descriptions: tuple[Text, ...] | None = Field(
+        None, description="one per selected feature"
+    )
+    metrics: dict[str, Any] = Field(default_factory=dict, description="evaluation results")
+    training: dict[str, Any] = Field(default_factory=dict, description="the training recipe")
+    onnx: OnnxRecord | None = Field(None, description="the ONNX export, if there is one")
+    provenance: Provenance | None = Field(
+        None, description="where the weights come from, if qpm-zoo did not train them"
+    )
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "selected_features", tuple(int(i) for i in self.selected_features))
-        object.__setattr__(self, "label_names", tuple(self.label_names))
-        for name in ("feature_names", "feature_descriptions"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, tuple(value))
-        self._validate("QPMConfig")
+    _omitted_when_none = ("onnx", "provenance")
 
     # -- derived -------------------------------------------------------------------------------
     @property
     def n_features(self) -> int:
         """Number of selected features n (the width of the interpretable layer)."""
         return len(self.selected_features)
-
-    @property
-    def has_bias(self) -> bool:
-        return self.assignment.bias is not None
 
     def weight_matrix(self) -> np.ndarray:
         return self.assignment.weight_matrix(self.n_features)
@@ -272,36 +279,102 @@ class QPMConfig:
 
     def replace(self, **changes: Any) -> QPMConfig:
         """A copy with some fields changed (validated again)."""
-        data = {f: getattr(self, f) for f in self.__dataclass_fields__}
-        data.update(changes)
-        return QPMConfig(**data)
+        return validated(type(self), {**dict(self), **changes}, "QPMConfig")
+
+    # -- checks --------------------------------------------------------------------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _readable_format(cls, data: Any) -> Any:
+        """Refuse a newer format before reading any field: its fields may mean other things."""
+        if not isinstance(data, Mapping):
+            return data
+        version = data.get("format_version", FORMAT_VERSION)
+        if isinstance(version, int) and not isinstance(version, bool):
+            if version > FORMAT_VERSION:
+                raise FieldProblem(
+                    "",
+                    f"written in checkpoint format {version} (by qpm-zoo "
+                    f"{data.get('library_version', '?')}); this qpm-zoo {__version__} reads format "
+                    f"{FORMAT_VERSION} and older. Upgrade: pip install -U qpm-zoo",
+                )
+            if version < 1:
+                raise FieldProblem("format_version", f"must be 1 or newer, got {version}")
+        return data
+
+    @field_validator("preprocessing", mode="before")
+    @classmethod
+    def _default_preprocessing(cls, value: Any) -> Any:
+        return PreprocessConfig() if value is None else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QPMConfig:
+        n, C = self.n_features, self.num_classes
+        if n == 0:
+            raise FieldProblem("selected_features", "must not be empty")
+        if len(set(self.selected_features)) != n:
+            raise FieldProblem("selected_features", "must not repeat a feature")
+        outside = [i for i in self.selected_features if not 0 <= i < self.backbone.num_features]
+        if outside:
+            raise FieldProblem(
+                "selected_features",
+                f"holds {outside[:5]}, outside the backbone's {self.backbone.num_features} "
+                "features",
+            )
+        if len(self.label_names) != C:
+            raise FieldProblem(
+                "label_names", f"has {len(self.label_names)} names for num_classes={C}"
+            )
+        if len(set(self.label_names)) != C:
+            raise FieldProblem(
+                "label_names", "must not repeat a name (classes are looked up by name)"
+            )
+        for name in ("feature_names", "feature_descriptions"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise FieldProblem(name, f"has {len(value)} entries for {n} selected features")
+        if self.k > n:
+            raise FieldProblem("k", f"is {self.k}, more than the {n} selected features")
+        self._check_assignment()
+        return self
+
+    def _check_assignment(self) -> None:
+        a, n, C = self.assignment, self.n_features, self.num_classes
+        if len(a.class_features) != C:
+            raise FieldProblem(
+                "assignment.class_features", f"has {len(a.class_features)} rows for {C} classes"
+            )
+        for c, row in enumerate(a.class_features):
+            where = f"assignment.class_features[{c}]"
+            if len(set(row)) != len(row):
+                raise FieldProblem(where, f"repeats a feature: {list(row)}")
+            if any(not 0 <= i < n for i in row):
+                raise FieldProblem(where, f"holds an index outside 0..{n - 1}: {list(row)}")
+            if self.model_type == "qpm" and len(row) != self.k:
+                raise FieldProblem(
+                    where, f"has {len(row)} features; every QPM class uses exactly k={self.k}"
+                )
+        if self.model_type == "qpm":
+            if a.class_weights is not None or a.bias is not None:
+                raise FieldProblem(
+                    "assignment", "of a QPM is binary: it has no class_weights and no bias"
+                )
+            return
+        if a.class_weights is None or a.bias is None:
+            raise FieldProblem("assignment", "of a Q-SENN needs class_weights and bias")
+        if len(a.class_weights) != C:
+            raise FieldProblem(
+                "assignment.class_weights", f"has {len(a.class_weights)} rows for {C} classes"
+            )
+        for c, (row, weights) in enumerate(zip(a.class_features, a.class_weights)):
+            if len(row) != len(weights):
+                raise FieldProblem(
+                    f"assignment.class_weights[{c}]",
+                    f"has {len(weights)} weights for {len(row)} features",
+                )
+        if len(a.bias) != C:
+            raise FieldProblem("assignment.bias", f"has {len(a.bias)} values for {C} classes")
 
     # -- (de)serialisation ---------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        out: dict[str, Any] = {
-            "format_version": self.format_version,
-            "library_version": self.library_version,
-            "model_type": self.model_type,
-            "backbone": self.backbone.to_dict(),
-            "num_classes": self.num_classes,
-            "label_names": list(self.label_names),
-            "selected_features": list(self.selected_features),
-            "k": self.k,
-            "assignment": self.assignment.to_dict(),
-            "preprocessing": self.preprocessing.to_dict(),
-            "feature_names": None if self.feature_names is None else list(self.feature_names),
-            "feature_descriptions": (
-                None if self.feature_descriptions is None else list(self.feature_descriptions)
-            ),
-            "metrics": self.metrics,
-            "training": self.training,
-        }
-        if self.onnx is not None:
-            out["onnx"] = self.onnx
-        if self.provenance is not None:
-            out["provenance"] = self.provenance.to_dict()
-        return out
-
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
@@ -311,77 +384,13 @@ class QPMConfig:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = CONFIG_NAME) -> QPMConfig:
-        f = FieldReader(data, source)
-        version = f.get("format_version")
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise f.error("format_version", f"must be an integer, got {kind(version)}")
-        if version > FORMAT_VERSION:
+        """Parse config.json's content; every problem is a ConfigError naming `source`."""
+        if isinstance(data, Mapping) and "format_version" not in data:
             raise ConfigError(
-                f"{source}: written in checkpoint format {version} (by qpm-zoo "
-                f"{f.data.get('library_version', '?')}); this qpm-zoo {__version__} reads format "
-                f"{FORMAT_VERSION} and older. Upgrade: pip install -U qpm-zoo"
+                f"{source}: format_version: required field is missing (every config.json "
+                "states its format)"
             )
-        if version < 1:
-            raise f.error("format_version", f"must be 1 or newer, got {version}")
-        model_type = f.str("model_type", choices=MODEL_TYPES)
-        backbone = BackboneConfig._parse(f.sub("backbone"))
-        num_classes = f.int("num_classes", minimum=1)
-        selected = f.int_list("selected_features")
-        k = f.int("k", minimum=1)
-        a = f.sub("assignment")
-        assignment = Assignment(
-            class_features=[
-                _int_row(a, "class_features", i, r) for i, r in enumerate(a.list("class_features"))
-            ],
-            class_weights=(
-                None
-                if a.get("class_weights", None) is None
-                else [
-                    _float_row(a, "class_weights", i, r)
-                    for i, r in enumerate(a.list("class_weights"))
-                ]
-            ),
-            bias=None if a.get("bias", None) is None else a.float_list("bias"),
-        )
-        a.reject_unknown()
-        label_names = f.str_list("label_names")
-        prep_data = f.get("preprocessing", None)
-        preprocessing = (
-            PreprocessConfig()
-            if prep_data is None
-            else PreprocessConfig._parse(f.sub("preprocessing"))
-        )
-        onnx = f.get("onnx", None)
-        if onnx is not None and not isinstance(onnx, Mapping):
-            raise f.error("onnx", f"must be a JSON object or null, got {kind(onnx)}")
-        config = cls.__new__(cls)
-        values = {
-            "model_type": model_type,
-            "backbone": backbone,
-            "num_classes": num_classes,
-            "selected_features": tuple(selected),
-            "k": k,
-            "assignment": assignment,
-            "label_names": tuple(label_names),
-            "preprocessing": preprocessing,
-            "feature_names": _opt_tuple(f.str_list("feature_names", None)),
-            "feature_descriptions": _opt_tuple(f.str_list("feature_descriptions", None)),
-            "metrics": f.dict("metrics", {}),
-            "training": f.dict("training", {}),
-            "onnx": None if onnx is None else dict(onnx),
-            "provenance": (
-                None
-                if f.get("provenance", None) is None
-                else Provenance._parse(f.sub("provenance"))
-            ),
-            "library_version": f.str("library_version", __version__),
-            "format_version": version,
-        }
-        f.reject_unknown()
-        for key, value in values.items():
-            object.__setattr__(config, key, value)
-        config._validate(source)
-        return config
+        return validated(cls, data, source)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> QPMConfig:
@@ -400,115 +409,12 @@ class QPMConfig:
             ) from None
         return cls.from_dict(data, source=str(path))
 
-    # -- consistency ---------------------------------------------------------------------------
-    def _validate(self, source: str) -> None:
-        def bad(fieldname: str, problem: str) -> ConfigError:
-            return ConfigError(f"{source}: field '{fieldname}' {problem}")
 
-        if self.model_type not in MODEL_TYPES:
-            raise bad("model_type", f"must be one of {list(MODEL_TYPES)}, got {self.model_type!r}")
-        n, C = self.n_features, self.num_classes
-        if n == 0:
-            raise bad("selected_features", "must not be empty")
-        if len(set(self.selected_features)) != n:
-            raise bad("selected_features", "must not repeat a feature")
-        out_of_range = [
-            i for i in self.selected_features if not 0 <= i < self.backbone.num_features
-        ]
-        if out_of_range:
-            raise bad(
-                "selected_features",
-                f"holds {out_of_range[:5]}, outside the backbone's {self.backbone.num_features} features",
-            )
-        if len(self.label_names) != C:
-            raise bad("label_names", f"has {len(self.label_names)} names for num_classes={C}")
-        if len(set(self.label_names)) != C:
-            raise bad("label_names", "must not repeat a name (classes are looked up by name)")
-        for name in ("feature_names", "feature_descriptions"):
-            value = getattr(self, name)
-            if value is not None and len(value) != n:
-                raise bad(name, f"has {len(value)} entries for {n} selected features")
-        a = self.assignment
-        if len(a.class_features) != C:
-            raise bad(
-                "assignment.class_features", f"has {len(a.class_features)} rows for {C} classes"
-            )
-        if self.k > n:
-            raise bad("k", f"is {self.k}, more than the {n} selected features")
-        for c, row in enumerate(a.class_features):
-            if len(set(row)) != len(row):
-                raise bad(f"assignment.class_features[{c}]", "repeats a feature")
-            if any(not 0 <= i < n for i in row):
-                raise bad(f"assignment.class_features[{c}]", f"holds an index outside 0..{n - 1}")
-        if self.model_type == "qpm":
-            if a.class_weights is not None or a.bias is not None:
-                raise bad("assignment", "of a QPM is binary: it has no class_weights and no bias")
-            for c, row in enumerate(a.class_features):
-                if len(row) != self.k:
-                    raise bad(
-                        f"assignment.class_features[{c}]",
-                        f"has {len(row)} features; every QPM class uses exactly k={self.k}",
-                    )
-        else:
-            if a.class_weights is None or a.bias is None:
-                raise bad("assignment", "of a Q-SENN needs class_weights and bias")
-            if len(a.class_weights) != C:
-                raise bad(
-                    "assignment.class_weights", f"has {len(a.class_weights)} rows for {C} classes"
-                )
-            for c, (row, weights) in enumerate(zip(a.class_features, a.class_weights)):
-                if len(row) != len(weights):
-                    raise bad(
-                        f"assignment.class_weights[{c}]",
-                        f"has {len(weights)} weights for {len(row)} features",
-                    )
-            if len(a.bias) != C:
-                raise bad("assignment.bias", f"has {len(a.bias)} values for {C} classes")
-
-
-def _int_row(f: FieldReader, key: str, i: int, row: Any) -> list[int]:
-    if not isinstance(row, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in row):
-        raise f.error(f"{key}[{i}]", "must be a list of integers")
-    return row
-
-
-def _float_row(f: FieldReader, key: str, i: int, row: Any) -> list[float]:
-    if not isinstance(row, list) or any(
-        isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in row
-    ):
-        raise f.error(f"{key}[{i}]", "must be a list of finite numbers")
-    return row
-
-
-def _opt_tuple(value: list | None) -> tuple | None:
-    return None if value is None else tuple(value)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file so that readers see the old or the new content, never a partial one."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path` to write to; it replaces `path` when the block succeeds
-    and is removed when it fails, so `path` is never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def json_schema() -> dict:
+    """config.json's JSON Schema (draft 2020-12), generated from the models above."""
+    schema = QPMConfig.model_json_schema(mode="validation")
+    # a file must state its format (from_dict checks it); the constructor fills in ours
+    schema["required"].insert(0, "format_version")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "qpm-zoo checkpoint config.json"
+    return schema

@@ -19,6 +19,14 @@ class InputError(QPMError, ValueError):
     """An image or a class name given to predict/explain/compare cannot be used."""
 
 
+class UsageError(QPMError, ValueError):
+    """A command's arguments cannot be used as given (a bad value, or options that conflict)."""
+
+
+class ModelCardError(QPMError, ValueError):
+    """The model-card template is missing or names a field the card does not have."""
+
+
 class MissingDependencyError(QPMError, ImportError):
     """An optional dependency (torch, onnxruntime, matplotlib) is needed but not installed."""
 

@@ -4,21 +4,26 @@ Torch-free: `InterpretableModel` builds everything from the checkpoint's config 
 backend computes (logits and normalised selected features), so the PyTorch model and the ONNX
 runtime give the same result objects. The explanation is exact: a class's logit is the sum of
 its features' contributions (weight × normalised activation) plus its bias (zero for QPM).
+Images are loaded, preprocessed and batched in one loop (`InterpretableModel._batches`) that
+serves `predict` and `predict_with_maps`, which also keeps what figures draw.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from .config import CONFIG_NAME, QPMConfig
+from .config import QPMConfig
 from .errors import InputError
-from .preprocess import ImagePreprocessor, is_batch, load_image
+from .hub import CheckpointHubMixin
+from .preprocess import ImagePreprocessor, LoadedImage, is_batch
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,11 @@ class ClassComparison:
         return _jsonable(asdict(self))
 
 
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
@@ -138,25 +148,42 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-class ForwardArrays(NamedTuple):
-    """What a backend computes for a preprocessed batch, as numpy arrays."""
+class ModelOutput(NamedTuple):
+    """What a backend computes for a preprocessed batch: torch tensors from `QPM.forward_all`,
+    numpy arrays from `forward_arrays` (QPM and QPMOnnx alike)."""
 
-    logits: np.ndarray  #: [B, C]
-    features: np.ndarray  #: [B, n] normalised selected features
-    feature_maps: np.ndarray | None = None  #: [B, n, h, w] selected maps, when asked for
+    logits: Any  #: [B, C]
+    features: Any  #: [B, n] normalised selected features (the explanation's activations)
+    feature_maps: Any = None  #: [B, n, h, w] selected maps; from forward_arrays only when asked
+
+
+@dataclass(frozen=True)
+class ExplainedImage:
+    """One image as the model saw it, its prediction, and every selected feature's map: what a
+    figure of the prediction needs, all from the same forward pass."""
+
+    prediction: Prediction
+    view: np.ndarray  #: [H, W, 3] uint8: the resized, centre-cropped model input
+    logits: np.ndarray  #: [C] all classes' logits
+    features: np.ndarray  #: [n] normalised activations of the selected features
+    maps: np.ndarray  #: [n, h, w] the selected features' maps over `view`
+
+    @property
+    def name(self) -> str:
+        return self.prediction.input
 
 
 class InterpretableModel:
     """predict / explain_class / compare on top of a backend's logits and features.
 
-    Subclasses set `self.config` (a QPMConfig) and implement `_forward_arrays(batch, with_maps)`,
-    which maps a preprocessed float32 batch [B, 3, H, W] to ForwardArrays (the selected feature
-    maps only when `with_maps` is true, as they are large).
+    Subclasses set `self.config` (a QPMConfig) and implement `forward_arrays(pixel_values,
+    with_maps)`, which maps a preprocessed float32 batch [B, 3, H, W] to a ModelOutput of numpy
+    arrays (the selected feature maps only when `with_maps` is true, as they are large).
     """
 
     config: QPMConfig
 
-    def _forward_arrays(self, batch: np.ndarray, with_maps: bool = False) -> ForwardArrays:
+    def forward_arrays(self, pixel_values: np.ndarray, with_maps: bool = False) -> ModelOutput:
         raise NotImplementedError
 
     # -- static facts of the checkpoint --------------------------------------------------------
@@ -222,26 +249,51 @@ class InterpretableModel:
         `inputs` is a path, PIL image, HWC array or CHW tensor, or a list of those; a list gives
         a list of Predictions.
         """
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise InputError(f"top_k must be a positive integer, got {top_k!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-        items: Sequence[Any] = inputs if is_batch(inputs) else [inputs]
-        if len(items) == 0:
-            raise InputError("no images given (an empty list)")
-        results: list[Prediction] = []
-        for start in range(0, len(items), batch_size):
-            chunk = list(items[start : start + batch_size])
-            loaded = [
-                load_image(x, start + i if is_batch(inputs) else None) for i, x in enumerate(chunk)
-            ]
-            batch = np.stack([self.preprocessor.to_model_input(item) for item in loaded])
-            logits, features, _ = self._forward_arrays(batch)
-            results.extend(
-                self._prediction(item.name, logits[i], features[i], top_k)
+        _check_positive("top_k", top_k)
+        results = [
+            self._prediction(item.name, out.logits[i], out.features[i], top_k)
+            for loaded, _, out in self._batches(inputs, batch_size, with_maps=False)
+            for i, item in enumerate(loaded)
+        ]
+        return results if is_batch(inputs) else results[0]
+
+    def predict_with_maps(
+        self, inputs: Any, top_k: int = 5, batch_size: int = 8
+    ) -> list[ExplainedImage]:
+        """`predict`, keeping what figures draw: the model input as pixels and the selected
+        features' maps (from the same forward pass as the prediction). Always a list."""
+        _check_positive("top_k", top_k)
+        out: list[ExplainedImage] = []
+        for loaded, batch, result in self._batches(inputs, batch_size, with_maps=True):
+            views = self.preprocessor.to_view(batch)
+            out.extend(
+                ExplainedImage(
+                    prediction=self._prediction(
+                        item.name, result.logits[i], result.features[i], top_k
+                    ),
+                    view=views[i],
+                    logits=np.asarray(result.logits[i], dtype=np.float32),
+                    features=np.asarray(result.features[i], dtype=np.float32),
+                    maps=np.asarray(result.feature_maps[i], dtype=np.float32),
+                )
                 for i, item in enumerate(loaded)
             )
-        return results if is_batch(inputs) else results[0]
+        return out
+
+    def _batches(
+        self, inputs: Any, batch_size: int, with_maps: bool
+    ) -> Iterator[tuple[list[LoadedImage], np.ndarray, ModelOutput]]:
+        """The one inference loop: load, preprocess and run `inputs` `batch_size` at a time."""
+        _check_positive("batch_size", batch_size)
+        if not is_batch(inputs):  # one image: not numbered in names
+            batch, loaded = self.preprocessor(inputs)
+            yield loaded, batch, self.forward_arrays(batch, with_maps=with_maps)
+            return
+        if len(inputs) == 0:
+            raise InputError("no images given (an empty list)")
+        for start in range(0, len(inputs), batch_size):
+            batch, loaded = self.preprocessor(list(inputs[start : start + batch_size]), start)
+            yield loaded, batch, self.forward_arrays(batch, with_maps=with_maps)
 
     def explain_logits(self, class_index: int, logit: float, features: np.ndarray) -> Explanation:
         """The exact explanation of one class's logit given the normalised features [n]."""
@@ -334,17 +386,29 @@ class InterpretableModel:
         )
 
 
-class GlobalExplainer(InterpretableModel):
-    """explain_class and compare from config.json alone: no weights, no torch, one small download."""
+class GlobalExplainer(InterpretableModel, CheckpointHubMixin, library_name="qpm-zoo"):
+    """explain_class and compare from config.json alone: no weights, no torch, one small download.
+
+    >>> explainer = GlobalExplainer.from_pretrained("runs/demo/model")   # folder or Hub id
+    """
 
     def __init__(self, config: QPMConfig):
         self.config = config
 
     @classmethod
-    def from_pretrained(cls, model_id: str, **where: Any) -> GlobalExplainer:
-        from .hub import resolve_file
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        config: QPMConfig,
+        config_path: Path,
+        revision: str | None,
+        cache_dir: str | os.PathLike | None,
+        local_files_only: bool,
+        token: str | bool | None,
+        force_download: bool,
+    ) -> GlobalExplainer:
+        return cls(config)  # config.json is all it needs
 
-        return cls(QPMConfig.load(resolve_file(model_id, CONFIG_NAME, **where)))
-
-    def _forward_arrays(self, batch: np.ndarray, with_maps: bool = False) -> ForwardArrays:
+    def forward_arrays(self, pixel_values: np.ndarray, with_maps: bool = False) -> ModelOutput:
         raise InputError("GlobalExplainer has no weights; load QPM or QPMOnnx to predict images")

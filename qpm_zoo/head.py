@@ -1,4 +1,4 @@
-"""The interpretable layer of QPM and Q-SENN (method.md §4-§5).
+"""The interpretable layer of QPM and Q-SENN (docs/method.md §4-§5).
 
 logits = W · ((x[sel] − μ) / max(σ, 1e-6)) + b, where x is the average-pooled feature maps,
 `sel` the n selected channels, W the class-feature assignment ({0,1} for QPM; signed and
@@ -8,19 +8,14 @@ parameters so that Q-SENN's fine-tuning can train them (QPM keeps them frozen).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import torch
 from torch import nn
 
+from .errors import ConfigError
+from .explain import ModelOutput
+
 STD_FLOOR = 1e-6
-
-
-class HeadOutput(NamedTuple):
-    logits: torch.Tensor  #: [B, C]
-    features: torch.Tensor  #: [B, n] normalised selected features (the explanation's activations)
-    feature_maps: torch.Tensor  #: [B, n, h, w] maps of the selected features (for localisation)
 
 
 class InterpretableHead(nn.Module):
@@ -38,13 +33,13 @@ class InterpretableHead(nn.Module):
         weight = torch.as_tensor(np.asarray(weight, dtype=np.float32))
         n = selection.numel()
         if weight.ndim != 2 or weight.shape[1] != n:
-            raise ValueError(f"weight must be [classes, {n}], got {tuple(weight.shape)}")
+            raise ConfigError(f"weight must be [classes, {n}], got {tuple(weight.shape)}")
         mean = (
             torch.zeros(n) if mean is None else torch.as_tensor(np.asarray(mean, dtype=np.float32))
         )
         std = torch.ones(n) if std is None else torch.as_tensor(np.asarray(std, dtype=np.float32))
         if mean.shape != (n,) or std.shape != (n,):
-            raise ValueError(
+            raise ConfigError(
                 f"mean and std must have {n} entries, got {tuple(mean.shape)}, {tuple(std.shape)}"
             )
         self.register_buffer("selection", selection)
@@ -68,9 +63,9 @@ class InterpretableHead(nn.Module):
     def normalise(self, pooled: torch.Tensor) -> torch.Tensor:
         return (pooled - self.mean) / torch.clamp(self.std, min=STD_FLOOR)
 
-    def forward(self, feature_maps: torch.Tensor) -> HeadOutput:
+    def forward(self, feature_maps: torch.Tensor) -> ModelOutput:
         """All backbone maps [B, F, h, w] → logits, normalised features and the selected maps."""
         selected = feature_maps.index_select(1, self.selection)
         features = self.normalise(selected.mean(dim=(2, 3)))
         logits = torch.nn.functional.linear(self.dropout(features), self.weight, self.bias)
-        return HeadOutput(logits, features, selected)
+        return ModelOutput(logits, features, selected)

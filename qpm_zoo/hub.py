@@ -1,4 +1,5 @@
-"""Find a checkpoint's files in a local folder or a Hugging Face Hub repository (torch-free).
+"""Find a checkpoint's files in a local folder or a Hugging Face Hub repository (torch-free),
+and the one `from_pretrained` of every qpm-zoo model class.
 
 Every failure becomes a CheckpointError that names the folder or repository, the file and the
 revision, instead of the client's HTTP error from deep inside.
@@ -8,8 +9,64 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from huggingface_hub import ModelHubMixin
+
+from .config import CONFIG_NAME, QPMConfig
 from .errors import CheckpointError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
+
+
+class CheckpointHubMixin(ModelHubMixin):
+    """`from_pretrained` for QPM, QPMOnnx and GlobalExplainer: config.json is found and parsed
+    strictly here (a ConfigError, not huggingface_hub's lenient reading), then the class's
+    `_from_pretrained(model_id=..., config=..., config_path=..., revision=..., ...)` hook loads
+    the rest, with the same location arguments for every file it resolves."""
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        force_download: bool = False,
+        **model_kwargs: Any,
+    ) -> Self:
+        """Load a checkpoint from a local folder or a Hub repository id, strictly.
+
+        Raises CheckpointError (naming the file and the problem) for a missing or invalid
+        config.json and for whatever the class's own files lack; `model_kwargs` are the
+        class's loading options (see its `_from_pretrained`).
+        """
+        where = {
+            "revision": revision,
+            "cache_dir": cache_dir,
+            "local_files_only": local_files_only,
+            "token": token,
+            "force_download": force_download,
+        }
+        config_path = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, **where)
+        return cls._from_pretrained(
+            model_id=os.fspath(pretrained_model_name_or_path),
+            config=QPMConfig.load(config_path),
+            config_path=config_path,
+            **where,
+            **model_kwargs,
+        )
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> str | None:
+        """Only the PyTorch model writes checkpoints (QPM overrides this); refusing here, before
+        huggingface_hub's version touches the folder, keeps an existing checkpoint intact."""
+        raise CheckpointError(
+            f"{type(self).__name__} cannot write a checkpoint; save the PyTorch model "
+            "(QPM.save_pretrained) and export it with: python -m export onnx MODEL_DIR"
+        )
 
 
 def is_local(model_id: str | os.PathLike) -> bool:

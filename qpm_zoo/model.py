@@ -13,23 +13,19 @@ from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from torch import nn
 
 from .backbone import Backbone
-from .config import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    Assignment,
-    PreprocessConfig,
-    QPMConfig,
-)
+from .checkpoint import README_NAME, write_checkpoint
+from .config import WEIGHTS_NAME, Assignment, PreprocessConfig, QPMConfig
 from .errors import ConfigError
-from .explain import ForwardArrays, InterpretableModel
-from .head import HeadOutput, InterpretableHead
-from .hub import resolve_file
-from .weights import load_weights_strict, save_weights
+from .explain import InterpretableModel, ModelOutput
+from .head import InterpretableHead
+from .hub import CheckpointHubMixin, resolve_file
+from .weights import load_weights_strict
 
 
 class QPM(
     nn.Module,
     InterpretableModel,
+    CheckpointHubMixin,
     PyTorchModelHubMixin,
     library_name="qpm-zoo",
     pipeline_tag="image-classification",
@@ -88,7 +84,7 @@ class QPM(
         """
         if isinstance(weight, Assignment):
             if bias is not None:
-                raise ValueError("give the bias inside the Assignment, not beside it")
+                raise ConfigError("give the bias inside the Assignment, not beside it")
             assignment = weight
         else:
             assignment = Assignment.from_matrix(np.asarray(weight), bias)
@@ -121,24 +117,25 @@ class QPM(
         return model
 
     # -- forward -------------------------------------------------------------------------------
-    def forward_all(self, pixel_values: torch.Tensor) -> HeadOutput:
+    def forward_all(self, pixel_values: torch.Tensor) -> ModelOutput:
         """logits [B, C], normalised features [B, n] and the selected feature maps [B, n, h, w]."""
         return self.head(self.backbone(pixel_values))
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.forward_all(pixel_values).logits
 
-    def _forward_arrays(self, batch: np.ndarray, with_maps: bool = False) -> ForwardArrays:
+    def forward_arrays(self, pixel_values: np.ndarray, with_maps: bool = False) -> ModelOutput:
+        """forward_all on a numpy batch, in eval mode: numpy logits, features and (if asked) maps."""
         param = next(self.parameters())
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                x = torch.from_numpy(batch).to(device=param.device, dtype=param.dtype)
+                x = torch.from_numpy(pixel_values).to(device=param.device, dtype=param.dtype)
                 out = self.forward_all(x)
         finally:
             self.train(was_training)
-        return ForwardArrays(
+        return ModelOutput(
             out.logits.float().cpu().numpy(),
             out.features.float().cpu().numpy(),
             out.feature_maps.float().cpu().numpy() if with_maps else None,
@@ -170,43 +167,68 @@ class QPM(
             )
         return ModelCard(render_model_card(self.config, repo_id))
 
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        config: dict | None = None,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
+        """Write the checkpoint (config.json, model.safetensors, README.md) into
+        `save_directory` at once (see qpm_zoo.checkpoint); with `push_to_hub`, upload it too.
+
+        The config written is `self.config` (without an ONNX record: model.onnx is not part of
+        the torch model); `config` must not be given.
+        """
+        if config is not None:
+            raise TypeError("save_pretrained() writes self.config; change it with set_config()")
+        card = self.generate_model_card(**(model_card_kwargs or {}))
+        write_checkpoint(
+            save_directory,
+            self.config.replace(onnx=None),
+            weights=self,
+            files={README_NAME: str(card)},
+        )
+        if push_to_hub:
+            return self.push_to_hub(
+                repo_id or Path(save_directory).name,
+                model_card_kwargs=model_card_kwargs,
+                **push_to_hub_kwargs,
+            )
+        return None
+
     def _save_pretrained(self, save_directory: Path) -> None:
-        save_directory = Path(save_directory)
-        save_weights(self, save_directory / WEIGHTS_NAME)
-        # model.onnx is not part of the torch model: a copied config must not promise one
-        self.config.replace(onnx=None).save(save_directory / CONFIG_NAME)
+        self.save_pretrained(save_directory)
 
     @classmethod
-    def from_pretrained(
+    def _from_pretrained(
         cls,
-        pretrained_model_name_or_path: str | os.PathLike,
         *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        force_download: bool = False,
+        model_id: str,
+        config: QPMConfig,
+        config_path: Path,
+        revision: str | None,
+        cache_dir: str | os.PathLike | None,
+        local_files_only: bool,
+        token: str | bool | None,
+        force_download: bool,
         map_location: str | torch.device = "cpu",
-        **unused: Any,
     ) -> QPM:
-        """Load a checkpoint from a local folder or a Hub repository id, strictly.
-
-        Raises CheckpointError (naming the file and the problem) for a missing config.json or
-        model.safetensors, a config from a newer format, unknown fields, a missing, unexpected
-        or misshapen tensor, or a damaged file. The model is returned in eval mode.
-        """
-        if unused:
-            raise TypeError(f"from_pretrained() got unexpected arguments: {sorted(unused)}")
-        where = {
-            "revision": revision,
-            "cache_dir": cache_dir,
-            "local_files_only": local_files_only,
-            "token": token,
-            "force_download": force_download,
-        }
-        config_path = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, **where)
-        config = QPMConfig.load(config_path)
-        weights_path = resolve_file(pretrained_model_name_or_path, WEIGHTS_NAME, **where)
+        """The weights, loaded strictly: a missing, unexpected, misshapen or non-finite tensor,
+        or a head that disagrees with config.json, is a CheckpointError. Returned in eval mode
+        on `map_location`."""
+        weights_path = resolve_file(
+            model_id,
+            WEIGHTS_NAME,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+            force_download=force_download,
+        )
         model = cls(config)
         load_weights_strict(model, weights_path, config)
         return model.to(map_location).eval()

@@ -1,6 +1,6 @@
 """`QPMOnnx`: a checkpoint's ONNX export run with onnxruntime, without PyTorch.
 
-A GPU server needs only numpy, Pillow, huggingface_hub and onnxruntime-gpu: this module imports
+A GPU server needs only numpy, Pillow, huggingface_hub, pydantic and onnxruntime-gpu: this module imports
 nothing else (preprocessing and explanations come from qpm_zoo's torch-free modules), so
 `predict`, `explain_class` and `compare` return the same objects as the PyTorch `QPM`.
 
@@ -17,25 +17,22 @@ import hashlib
 import io
 import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._fields import FieldReader
-from .config import CONFIG_NAME, QPMConfig
+from .config import CONFIG_NAME, OnnxRecord, QPMConfig
 from .errors import CheckpointError, InputError, MissingDependencyError
-from .explain import ForwardArrays, InterpretableModel
+from .explain import InterpretableModel, ModelOutput
+from .hub import CheckpointHubMixin, resolve_file
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "pixel_values"
 OUTPUT_NAMES = ("logits", "features", "feature_maps")
-ONNX_DTYPES = ("float32", "float16")
 
 #: Tried in this order when the caller gives no providers; those this onnxruntime build lacks
 #: are skipped, and onnxruntime falls back to the CPU when CUDA cannot start.
@@ -53,76 +50,6 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class OnnxRecord:
-    """config.json's `onnx` entry: what the export is and what it accepts.
-
-    `file` is the export's path inside the checkpoint; `dtype` is the precision the backbone
-    computes in (inputs and outputs are always float32 in our exports); `validation` holds the
-    exporter's measured differences against PyTorch (free-form, for people and model cards).
-    """
-
-    file: str
-    opset: int
-    sha256: str
-    dtype: str
-    input_size: tuple[int, int, int]
-    dynamic_batch: bool = True
-    feature_map_size: tuple[int, int] | None = None
-    exporter: dict = field(default_factory=dict)
-    validation: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        out: dict[str, Any] = {
-            "file": self.file,
-            "opset": self.opset,
-            "sha256": self.sha256,
-            "dtype": self.dtype,
-            "input_size": list(self.input_size),
-            "dynamic_batch": self.dynamic_batch,
-        }
-        if self.feature_map_size is not None:
-            out["feature_map_size"] = list(self.feature_map_size)
-        out["exporter"] = dict(self.exporter)
-        out["validation"] = dict(self.validation)
-        return out
-
-    @classmethod
-    def from_config(cls, config: QPMConfig, source: str) -> OnnxRecord:
-        """Parse `config.onnx`; a checkpoint without one has no usable export."""
-        if config.onnx is None:
-            raise CheckpointError(
-                f"{source}: has no 'onnx' entry, so this checkpoint has no ONNX export; "
-                "create one with: python -m export onnx MODEL_DIR"
-            )
-        f = FieldReader(config.onnx, source, "onnx")
-        name = f.str("file")
-        parts = PurePosixPath(name).parts
-        if not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name:
-            raise f.error("file", f"must be a relative path inside the checkpoint, got {name!r}")
-        sha = f.str("sha256")
-        if not re.fullmatch(r"[0-9a-f]{64}", sha):
-            raise f.error("sha256", "must be 64 lowercase hex digits")
-        size = f.int_list("input_size")
-        if len(size) != 3 or size[0] != 3 or min(size) < 1:
-            raise f.error("input_size", f"must be [3, height, width], got {size}")
-        maps = f.int_list("feature_map_size", None)
-        if maps is not None and (len(maps) != 2 or min(maps) < 1):
-            raise f.error("feature_map_size", f"must be [height, width], got {maps}")
-        # Unknown keys are allowed: the entry is free-form so later exporters can add facts.
-        return cls(
-            file=name,
-            opset=f.int("opset", minimum=1),
-            sha256=sha,
-            dtype=f.str("dtype", "float32", ONNX_DTYPES),
-            input_size=(size[0], size[1], size[2]),
-            dynamic_batch=f.bool("dynamic_batch", True),
-            feature_map_size=None if maps is None else (maps[0], maps[1]),
-            exporter=f.dict("exporter", {}),
-            validation=f.dict("validation", {}),
-        )
 
 
 def import_onnxruntime() -> Any:
@@ -220,7 +147,7 @@ def create_session(
     return session
 
 
-class QPMOnnx(InterpretableModel):
+class QPMOnnx(InterpretableModel, CheckpointHubMixin, library_name="qpm-zoo"):
     """A qpm-zoo checkpoint's ONNX export on onnxruntime: QPM's predict/explain/compare, no torch.
 
     >>> model = QPMOnnx.from_pretrained("runs/demo/model")     # a folder or a Hub repo id
@@ -261,45 +188,42 @@ class QPMOnnx(InterpretableModel):
         self._input_type, self._fixed_batch = self._check_graph()
 
     @classmethod
-    def from_pretrained(
+    def _from_pretrained(
         cls,
-        pretrained_model_name_or_path: str | os.PathLike,
         *,
+        model_id: str,
+        config: QPMConfig,
+        config_path: Path,
+        revision: str | None,
+        cache_dir: str | os.PathLike | None,
+        local_files_only: bool,
+        token: str | bool | None,
+        force_download: bool,
         providers: Sequence[Any] | None = None,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        force_download: bool = False,
         session_options: Any = None,
         verbose: bool = False,
     ) -> QPMOnnx:
-        """Load config.json and the ONNX export from a local folder or a Hub repository id.
+        """The ONNX export config.json records, checked against it.
 
         `providers` defaults to CUDA then CPU; `model.providers` says what runs. `verbose=True`
         lets onnxruntime print its warnings (e.g. why CUDA could not start).
         """
-        from .hub import resolve_file
-
         import_onnxruntime()  # fail before downloading anything large
-        where = {
-            "revision": revision,
-            "cache_dir": cache_dir,
-            "local_files_only": local_files_only,
-            "token": token,
-            "force_download": force_download,
-        }
-        config_path = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, **where)
-        config = QPMConfig.load(config_path)
         record = OnnxRecord.from_config(config, str(config_path))
         onnx_path = resolve_file(
-            pretrained_model_name_or_path, record.file, required=False, **where
+            model_id,
+            record.file,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+            force_download=force_download,
+            required=False,
         )
         if onnx_path is None:
             raise CheckpointError(
-                f"{pretrained_model_name_or_path}: config.json describes an ONNX export "
-                f"'{record.file}', but the checkpoint has no such file; "
-                "create it with: python -m export onnx MODEL_DIR"
+                f"{model_id}: config.json describes an ONNX export '{record.file}', but the "
+                "checkpoint has no such file; create it with: python -m export onnx MODEL_DIR"
             )
         return cls(
             config,
@@ -400,11 +324,7 @@ class QPMOnnx(InterpretableModel):
         """The execution providers the session really uses (after any fallback), best first."""
         return list(self.session.get_providers())
 
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return self.record.input_size
-
-    def forward(self, pixel_values: np.ndarray, with_maps: bool = False) -> ForwardArrays:
+    def forward_arrays(self, pixel_values: np.ndarray, with_maps: bool = False) -> ModelOutput:
         """Run preprocessed pixel values [B, 3, H, W] (float32, normalised) through the export."""
         batch = np.asarray(pixel_values)
         _, height, width = self.record.input_size
@@ -428,10 +348,7 @@ class QPMOnnx(InterpretableModel):
             ]
             results = [np.concatenate(parts) for parts in zip(*runs)]
         results = [np.asarray(r, dtype=np.float32) for r in results]
-        return ForwardArrays(results[0], results[1], results[2] if with_maps else None)
-
-    def _forward_arrays(self, batch: np.ndarray, with_maps: bool = False) -> ForwardArrays:
-        return self.forward(batch, with_maps)
+        return ModelOutput(results[0], results[1], results[2] if with_maps else None)
 
     def __repr__(self) -> str:
         c = self.config

@@ -76,12 +76,6 @@ class LoadedImage:
             return self.image.size
         return self.image.shape[1], self.image.shape[0]
 
-    def to_uint8(self) -> np.ndarray:
-        """HWC uint8 RGB array (for drawing)."""
-        if isinstance(self.image, Image.Image):
-            return np.asarray(self.image)
-        return np.clip(np.round(self.image * 255.0), 0, 255).astype(np.uint8)
-
 
 def is_batch(inputs: Any) -> bool:
     """Lists and tuples are batches; everything else is one image."""
@@ -249,12 +243,24 @@ class ImagePreprocessor:
         chw = np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32)
         return (chw - self.mean) / self.std
 
-    def __call__(self, inputs: Any) -> tuple[np.ndarray, list[LoadedImage]]:
-        """A batch [B, 3, H, W] float32 and the loaded images (for names and drawing)."""
+    def to_view(self, batch: np.ndarray) -> np.ndarray:
+        """Undo the normalisation of a preprocessed batch [B, 3, H, W]: uint8 [B, H, W, 3],
+        exactly the crop the network saw (resize and centre crop included)."""
+        rgb = np.clip(batch * self.std[None] + self.mean[None], 0.0, 1.0)
+        return np.round(rgb.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)
+
+    def __call__(self, inputs: Any, first: int = 0) -> tuple[np.ndarray, list[LoadedImage]]:
+        """A batch [B, 3, H, W] float32 and the loaded images (for names and drawing).
+
+        Images in a list are named by position (`first` is the first one's) unless they are
+        files; a single image is not numbered.
+        """
         items: Sequence[Any] = inputs if is_batch(inputs) else [inputs]
         if len(items) == 0:
             raise InputError("no images given (an empty list)")
-        loaded = [load_image(x, i if is_batch(inputs) else None) for i, x in enumerate(items)]
+        loaded = [
+            load_image(x, first + i if is_batch(inputs) else None) for i, x in enumerate(items)
+        ]
         batch = np.stack([self.to_model_input(item) for item in loaded])
         return batch, loaded
 

@@ -1,4 +1,4 @@
-"""Strict reading and atomic writing of model.safetensors (never pickle).
+"""Strict reading and writing of model.safetensors (never pickle).
 
 Loading checks, before any tensor is copied into the model: the file is a complete safetensors
 file, it holds exactly the tensors the model built from config.json expects, each with the
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import QPMConfig, atomic_path
+from .config import QPMConfig
 from .errors import CheckpointError
 
 
@@ -97,9 +97,9 @@ def _check_head_against_config(
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
-    """Write the model's state dict as safetensors, atomically."""
+    """Write the model's state dict as safetensors (into the temporary folder write_checkpoint
+    renames into place, so a reader never sees a partial file)."""
     from safetensors.torch import save_file
 
     state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
+    save_file(state, str(path), metadata={"format": "pt"})

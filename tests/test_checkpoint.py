@@ -174,7 +174,7 @@ def test_unknown_config_field(ckpt):
 
 def test_wrong_field_type(ckpt):
     _edit_config(ckpt, lambda d: d.update(k="2"))
-    with pytest.raises(ConfigError, match=r"field 'k' must be an integer, got str '2'"):
+    with pytest.raises(ConfigError, match=r"config\.json: k: must be an integer, got str '2'"):
         QPM.from_pretrained(ckpt)
 
 
@@ -185,7 +185,8 @@ def test_qpm_class_with_the_wrong_number_of_features(ckpt):
 
     _edit_config(ckpt, add_feature)
     with pytest.raises(
-        ConfigError, match=r"'assignment\.class_features\[2\]' has 3 features.*exactly k=2"
+        ConfigError,
+        match=r"config\.json: assignment\.class_features\[2\]: has 3 features.*exactly k=2",
     ):
         QPM.from_pretrained(ckpt)
 
@@ -207,7 +208,7 @@ def test_nan_weights_are_refused(ckpt):
 
 
 def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
-    """A crash while writing weights leaves no model.safetensors and no temp file behind."""
+    """A crash while writing weights leaves no checkpoint folder and no temp entry behind."""
     import safetensors.torch
 
     def explode(*args, **kwargs):
@@ -216,8 +217,61 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(safetensors.torch, "save_file", explode)
     with pytest.raises(OSError, match="disk full"):
         make_model().save_pretrained(tmp_path / "m")
-    assert not any(p.name.startswith(".model.safetensors") for p in (tmp_path / "m").iterdir())
-    assert not (tmp_path / "m" / "model.safetensors").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_save_leaves_the_old_checkpoint_intact(qpm_dir, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    folder = Path(shutil.copytree(qpm_dir, tmp_path / "model"))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", explode)
+    with pytest.raises(OSError, match="disk full"):
+        make_model("qsenn", seed=3).save_pretrained(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_saving_another_model_drops_the_old_ones_model_files(qpm_dir, tmp_path):
+    """README.md, metrics.json and exports describe one model: they do not survive a save of
+    another one into the folder; files that are not model files (a run's notes) do."""
+    folder = Path(shutil.copytree(qpm_dir, tmp_path / "model"))
+    (folder / "metrics.json").write_text("{}")
+    (folder / "model.onnx").write_bytes(b"old export")
+    (folder / "notes.txt").write_text("kept")
+    make_model("qsenn", seed=3).save_pretrained(folder)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "notes.txt",
+    ]
+    assert "Q-SENN" in (folder / "README.md").read_text()
+    assert QPM.from_pretrained(folder).config.model_type == "qsenn"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_write_checkpoint_keeps_what_it_is_asked_to(qpm_dir, tmp_path):
+    from qpm_zoo.checkpoint import write_checkpoint
+
+    folder = Path(shutil.copytree(qpm_dir, tmp_path / "model"))
+    (folder / "metrics.json").write_text('{"accuracy": 1}')
+    config = QPMConfig.load(folder / "config.json")
+    write_checkpoint(
+        folder,
+        config.replace(metrics={"x": 1.0}),
+        files={"sub/extra.bin": b"1"},
+        keep=["metrics.json", "model.safetensors"],
+    )
+    assert (folder / "metrics.json").read_text() == '{"accuracy": 1}'
+    assert (folder / "sub" / "extra.bin").read_bytes() == b"1"
+    assert QPM.from_pretrained(folder).config.metrics == {"x": 1.0}
+    with pytest.raises(CheckpointError, match="relative path"):
+        write_checkpoint(folder, config, files={"../outside": b""})
 
 
 def test_from_assignment_keeps_backbone_weights_and_statistics():
@@ -226,3 +280,89 @@ def test_from_assignment_keeps_backbone_weights_and_statistics():
     np.testing.assert_array_equal(model.head.weight.numpy(), model.config.weight_matrix())
     assert model.config.k == 2
     assert all(len(r) == 2 for r in model.config.assignment.class_features)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda d: d["preprocessing"].update(std=[0.5, 0.0, 0.5]),
+            r"config\.json: preprocessing\.std: must hold 3 positive numbers, got \[0\.5, 0\.0, 0\.5\]",
+        ),
+        (
+            lambda d: d["preprocessing"].update(colour="rgb"),
+            r"config\.json: unknown field\(s\) \['colour'\] in 'preprocessing'",
+        ),
+        (lambda d: d.pop("label_names"), r"config\.json: label_names: required field is missing"),
+        (
+            lambda d: d.update(label_names=d["label_names"][:-1]),
+            r"config\.json: label_names: has 4 names for num_classes=5",
+        ),
+        (
+            lambda d: d["assignment"]["class_features"][0].__setitem__(1, 9),
+            r"config\.json: assignment\.class_features\[0\]: holds an index outside 0\.\.5",
+        ),
+        (
+            lambda d: d["selected_features"].__setitem__(0, True),
+            r"config\.json: selected_features\[0\]: must be an integer, got boolean true",
+        ),
+        (
+            lambda d: d.update(model_type="qpn"),
+            r"config\.json: model_type: must be 'qpm' or 'qsenn', got str 'qpn'",
+        ),
+        (
+            lambda d: d.update(backbone=[]),
+            r"config\.json: backbone: must be a JSON object, got list",
+        ),
+    ],
+)
+def test_bad_config_is_one_line_naming_file_field_and_value(ckpt, edit, message):
+    _edit_config(ckpt, edit)
+    with pytest.raises(ConfigError, match=message) as caught:
+        QPMConfig.load(ckpt / "config.json")
+    assert "\n" not in str(caught.value) and "pydantic" not in str(caught.value)
+
+
+def test_constructing_a_bad_config_part_is_a_config_error():
+    from qpm_zoo import PreprocessConfig
+
+    with pytest.raises(
+        ConfigError, match=r"^PreprocessConfig: crop_pct: must be in \(0, 1\], got 0\.0$"
+    ):
+        PreprocessConfig(crop_pct=0.0)
+    config = make_model().config
+    with pytest.raises(
+        ConfigError, match=r"^QPMConfig: k: is 7, more than the 6 selected features$"
+    ):
+        config.replace(k=7)
+
+
+def test_provenance_round_trips_and_is_absent_by_default(ckpt):
+    from qpm_zoo.config import Provenance
+
+    config = QPMConfig.load(ckpt / "config.json")
+    assert config.provenance is None and "provenance" not in config.to_dict()
+    provenance = Provenance(
+        source="authors-release",
+        file="qpm_cub.pth",
+        sha256="0" * 64,
+        paper="QPM (ICLR 2025)",
+        reported_metrics={"accuracy": 0.85},
+        note="licence: not stated",
+    )
+    config.replace(provenance=provenance).save(ckpt / "config.json")
+    again = QPMConfig.load(ckpt / "config.json")
+    assert again.provenance == provenance
+    assert json.loads((ckpt / "config.json").read_text())["provenance"]["file"] == "qpm_cub.pth"
+
+
+def test_every_class_loads_through_the_one_from_pretrained(qpm_dir):
+    from qpm_zoo import GlobalExplainer
+
+    model = QPM.from_pretrained(qpm_dir, map_location="cpu")
+    explainer = GlobalExplainer.from_pretrained(qpm_dir)
+    assert explainer.config == model.config
+    with pytest.raises(TypeError, match="unexpected keyword argument 'map_locaton'"):
+        QPM.from_pretrained(qpm_dir, map_locaton="cpu")
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        GlobalExplainer.from_pretrained(qpm_dir / "missing")

@@ -99,3 +99,16 @@ def test_installed_entry_point(qpm_dir, image_file):
     data = json.loads(result.stdout)
     e = data["explanation"]
     assert data["logit"] == pytest.approx(sum(f["contribution"] for f in e["features"]), abs=1e-5)
+
+
+def test_schema_prints_config_json_schema(capsys, qpm_dir):
+    code, out, _ = run(capsys, "schema")
+    assert code == 0
+    schema = json.loads(out)
+    assert schema["additionalProperties"] is False
+    assert {"model_type", "backbone", "assignment", "onnx", "provenance"} <= set(
+        schema["properties"]
+    )
+    config = json.loads((qpm_dir / "config.json").read_text())
+    assert set(config) <= set(schema["properties"])
+    assert set(schema["required"]) <= set(config)

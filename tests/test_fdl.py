@@ -1,4 +1,4 @@
-"""The feature diversity loss equals method.md §1's formula computed literally, loop by loop."""
+"""The feature diversity loss equals docs/method.md §1's formula computed literally, loop by loop."""
 
 from __future__ import annotations
 

@@ -19,7 +19,6 @@ from qpm_zoo.viz import (
     assignment_figure,
     assignment_order,
     comparison_figure,
-    explain_images,
     explanation_figure,
     feature_heatmap,
     find_images,
@@ -89,7 +88,7 @@ def test_explanation_figure_shows_the_exact_explanation_and_the_maps(
     qsenn_dir, image_file, tmp_path
 ):
     model = QPM.from_pretrained(qsenn_dir)
-    item = explain_images(model, image_file)[0]
+    item = model.predict_with_maps(image_file)[0]
     pred = model.predict(image_file)
     assert item.prediction == pred  # the same spine: identical Prediction, maps from the same pass
     x = model.preprocessor(image_file)[0]
@@ -221,7 +220,7 @@ def _config(weight: np.ndarray, labels=None, bias=None) -> QPMConfig:
     classes, n = weight.shape
     return QPMConfig(
         model_type="qpm" if bias is None else "qsenn",
-        backbone=BackboneConfig("resnet50", 2048),
+        backbone=BackboneConfig(name="resnet50", num_features=2048),
         num_classes=classes,
         selected_features=tuple(range(n)),
         k=round((weight != 0).sum() / classes),

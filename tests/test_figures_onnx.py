@@ -191,7 +191,7 @@ def test_heatmap_peaks_on_the_pixels_where_the_feature_is(colour_dir, tmp_path):
         # Under the hottest pixel the image shows the feature's colour ...
         assert np.abs(view[y, x].astype(int) - COLOURS[feature]).max() < 40, (feature, view[y, x])
         # ... and it lies in a cell where the ONNX model's map peaks.
-        maps = model.forward(model.preprocessor(str(image))[0], with_maps=True).feature_maps[
+        maps = model.forward_arrays(model.preprocessor(str(image))[0], with_maps=True).feature_maps[
             0, feature
         ]
         assert maps[y // CELL, x // CELL] == pytest.approx(maps.max())
@@ -234,7 +234,7 @@ def test_cli_draws_all_three_figures_without_torch(colour_dir, colour_images, tm
         assert cli.main(["explain", model, {str(image)!r}, "--out", {str(outs["explain"])!r}, *cpu]) == 0
         assert cli.main(["compare", model, "Parrot", "Blue Jay", "--images", {str(colour_images)!r},
                          "--out", {str(outs["compare"])!r}, *cpu]) == 0
-        assert cli.main(["assignment", model, "--out", {str(outs["assignment"])!r}, "--onnx"]) == 0
+        assert cli.main(["assignment", model, "--out", {str(outs["assignment"])!r}]) == 0
         assert not any(m.split(".")[0] in ("torch", "timm") for m in sys.modules), "torch was imported"
         """
     )

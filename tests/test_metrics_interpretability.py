@@ -1,4 +1,4 @@
-"""The papers' metrics (method.md §6) on inputs small enough to compute the answer by hand."""
+"""The papers' metrics (docs/method.md §6) on inputs small enough to compute the answer by hand."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from conftest import make_model
 
 from export.bench import BenchRow, BenchSettings, format_report
 from export.cli import main
+from export.errors import ExportError
 from export.onnx_validate import (
     FP16_TOLERANCE,
     difference,
@@ -55,7 +56,7 @@ def test_export_writes_a_checked_onnx_file_and_records_it(exported):
     assert result["written"] and result["passed"]
     path = folder / "model.onnx"
     assert Path(result["file"]) == path
-    record = QPMConfig.load(folder / "config.json").onnx
+    record = QPMConfig.load(folder / "config.json").onnx.to_dict()
     assert record == result["record"]
     assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert (record["file"], record["opset"], record["dtype"]) == ("model.onnx", 18, "float32")
@@ -102,6 +103,7 @@ def test_validation_covers_random_and_real_images_at_batch_1_and_5(exported):
 
 def test_text_output_is_a_table(qsenn_dir, tmp_path, capsys, image_file):
     folder = shutil.copytree(qsenn_dir, tmp_path / "m")
+    (folder / "model.onnx").write_bytes(b"an earlier export")
     code, out, err = run(
         capsys, "onnx", folder, "--out", folder / "sub" / "graph.onnx", "--images", image_file
     )
@@ -109,7 +111,9 @@ def test_text_output_is_a_table(qsenn_dir, tmp_path, capsys, image_file):
     assert "max rel diff" in out and "passed" in out and "labels agree on 12/12" in out
     assert "exporting with torch.onnx (dynamo, opset 18, float32)" in err
     assert f"and its entry in {folder / 'config.json'}" in out
-    assert QPMConfig.load(folder / "config.json").onnx["file"] == "sub/graph.onnx"
+    assert QPMConfig.load(folder / "config.json").onnx.file == "sub/graph.onnx"
+    assert not (folder / "model.onnx").exists()  # the earlier export went with its record
+    assert {"README.md", "model.safetensors"} <= {p.name for p in folder.iterdir()}
     assert QPMOnnx.from_pretrained(folder).predict(image_file).explanation.bias != 0  # Q-SENN head
 
 
@@ -149,7 +153,7 @@ def test_fp16_export(qpm_dir, tmp_path, capsys):
     assert types == {onnx.TensorProto.FLOAT16}
     assert [i.type.tensor_type.elem_type for i in graph.graph.input] == [onnx.TensorProto.FLOAT]
     model = QPMOnnx.from_pretrained(folder)
-    assert model.forward(np.zeros((2, 3, 64, 64), np.float32)).logits.dtype == np.float32
+    assert model.forward_arrays(np.zeros((2, 3, 64, 64), np.float32)).logits.dtype == np.float32
 
 
 @pytest.mark.parametrize(
@@ -185,7 +189,7 @@ def test_difference_is_relative_to_the_output_scale():
     )
     assert difference(reference, reference) == (0.0, 0.0)
     assert difference(np.full(3, 1e-7), np.zeros(3)) == pytest.approx((1e-7, 0.1))  # floor 1e-6
-    with pytest.raises(ValueError, match="shapes differ"):
+    with pytest.raises(ExportError, match="shapes differ"):
         difference(np.zeros(2), np.zeros(3))
 
 

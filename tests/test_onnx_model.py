@@ -81,14 +81,14 @@ def test_feature_maps_match_torch_and_batch_is_dynamic(qpm_onnx_dir):
         QPMOnnx.from_pretrained(qpm_onnx_dir),
     )
     pixels = np.random.default_rng(1).standard_normal((3, 3, 64, 64)).astype(np.float32)
-    got = onnx_model.forward(pixels, with_maps=True)
+    got = onnx_model.forward_arrays(pixels, with_maps=True)
     with torch.inference_mode():
         ref = torch_model.forward_all(torch.from_numpy(pixels))
     assert got.feature_maps.shape == tuple(ref.feature_maps.shape) == (3, 6, 2, 2)
     np.testing.assert_allclose(got.feature_maps, ref.feature_maps.numpy(), atol=1e-5)
     np.testing.assert_allclose(got.logits, ref.logits.numpy(), atol=1e-4)
-    assert onnx_model.forward(pixels).feature_maps is None  # not fetched unless asked
-    single = onnx_model.forward(pixels[:1])
+    assert onnx_model.forward_arrays(pixels).feature_maps is None  # not fetched unless asked
+    single = onnx_model.forward_arrays(pixels[:1])
     np.testing.assert_allclose(single.features, got.features[:1], atol=1e-5)
 
 
@@ -132,17 +132,20 @@ def test_wrong_image_size_for_the_fixed_size_export(qpm_onnx_dir):
     with pytest.raises(
         InputError, match=r"shape \(2, 3, 32, 32\).*\[batch, 3, 64, 64\] \(fixed size\)"
     ):
-        model.forward(np.zeros((2, 3, 32, 32), np.float32))
+        model.forward_arrays(np.zeros((2, 3, 32, 32), np.float32))
     with pytest.raises(InputError, match="floating point"):
-        model.forward(np.zeros((1, 3, 64, 64), np.int64))
+        model.forward_arrays(np.zeros((1, 3, 64, 64), np.int64))
     # predict() resizes any image to the export's size
     assert model.predict(np.zeros((17, 300, 3), np.uint8)).label in model.label_names
 
 
 # -- strict loading ------------------------------------------------------------------------------
 def _edit_config(folder: Path, **onnx_changes) -> None:
-    config = QPMConfig.load(folder / "config.json")
-    config.replace(onnx={**config.onnx, **onnx_changes}).save(folder / "config.json")
+    """Change config.json's onnx entry on disk, past the validation a QPMConfig would apply."""
+    path = folder / "config.json"
+    data = json.loads(path.read_text())
+    data["onnx"].update(onnx_changes)
+    path.write_text(json.dumps(data))
 
 
 def test_checkpoint_without_an_export(qsenn_dir, qpm_onnx_dir, tmp_path):
@@ -199,7 +202,9 @@ def test_export_that_disagrees_with_config(qpm_onnx_dir, tmp_path, change, messa
     record = QPMConfig.load(qpm_onnx_dir / "config.json").onnx
     size = change.get("input_size", 64)
     config = QPMConfig.load(folder / "config.json")
-    config.replace(onnx={**record, "input_size": [3, size, size]}).save(folder / "config.json")
+    config.replace(onnx=record.model_copy(update={"input_size": (3, size, size)})).save(
+        folder / "config.json"
+    )
     with pytest.raises(CheckpointError, match=message):
         QPMOnnx.from_pretrained(folder)
 
@@ -213,10 +218,13 @@ def test_export_that_disagrees_with_config(qpm_onnx_dir, tmp_path, change, messa
         ),
         (
             {"file": "../model.onnx"},
-            r"field 'onnx.file' must be a relative path inside the checkpoint",
+            r"config.json: onnx.file: must be a relative path inside the checkpoint",
         ),
-        ({"sha256": "abc"}, r"field 'onnx.sha256' must be 64 lowercase hex digits"),
-        ({"dtype": "int8"}, r"field 'onnx.dtype' must be one of"),
+        ({"sha256": "abc"}, r"config.json: onnx.sha256: must be 64 lowercase hex digits"),
+        (
+            {"dtype": "int8"},
+            r"config.json: onnx.dtype: must be 'float32' or 'float16', got str 'int8'",
+        ),
         ({"feature_map_size": [3, 3]}, r"'onnx.feature_map_size' says \[3, 3\]"),
     ],
 )
@@ -236,7 +244,7 @@ def test_onnx_path_runs_without_torch(qpm_onnx_dir, image_file):
 
         model = QPMOnnx.from_pretrained({str(qpm_onnx_dir)!r})
         pred = model.predict({str(image_file)!r})
-        maps = model.forward(model.preprocessor({str(image_file)!r})[0], with_maps=True).feature_maps
+        maps = model.forward_arrays(model.preprocessor({str(image_file)!r})[0], with_maps=True).feature_maps
         assert maps.shape == (1, 6, 2, 2), maps.shape
         argv = ["predict", {str(qpm_onnx_dir)!r}, {str(image_file)!r}, "--onnx", "--json"]
         assert cli.main(argv + ["--providers", "CUDAExecutionProvider,CPUExecutionProvider"]) == 0
@@ -288,3 +296,11 @@ def test_missing_onnxruntime_is_a_clear_error(qpm_onnx_dir):
     )
     assert result.returncode == 0, result.stderr
     assert "pip install 'qpm-zoo[onnx]'" in result.stdout
+
+
+def test_qpmonnx_cannot_save_and_leaves_the_checkpoint_alone(qpm_onnx_dir, tmp_path):
+    folder = shutil.copytree(qpm_onnx_dir, tmp_path / "m")
+    model = QPMOnnx.from_pretrained(folder, providers=["CPUExecutionProvider"])
+    with pytest.raises(CheckpointError, match="QPMOnnx cannot write a checkpoint"):
+        model.save_pretrained(folder)
+    assert (folder / "config.json").is_file()

@@ -1,6 +1,6 @@
 """training.solver: optimality against brute force, τ on known graphs, bad inputs, the time limit.
 
-The brute force here is written from method.md §3 independently of the solver's modules: τ by
+The brute force here is written from docs/method.md §3 independently of the solver's modules: τ by
 checking every n-subset, R̃ from its formula, and for each selection the best distinct class
 sets as a full assignment problem over all k-subsets.
 """

@@ -1,4 +1,4 @@
-"""A, R, b (method.md §2) on constructed examples whose answers are known by hand."""
+"""A, R, b (docs/method.md §2) on constructed examples whose answers are known by hand."""
 
 from __future__ import annotations
 

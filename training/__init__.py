@@ -9,7 +9,7 @@ metrics and publishing. Run from a clone: `python -m training COMMAND ...`.
     config.py         the fit config (pydantic), config_files.py reads YAML/TOML files
     data/             datasets (the known-concept generator, CUB, Cars, ...) and their config
     nn/               dense model, feature diversity loss, SGD loop, pretrained backbones
-    statistics.py     A, R, b, μ, σ for the assignment; solver/ solves it (method.md §3)
-    qsenn/            Q-SENN's feature selection and quantised sparse layer (method.md §5)
+    statistics.py     A, R, b, μ, σ for the assignment; solver/ solves it (docs/method.md §3)
+    qsenn/            Q-SENN's feature selection and quantised sparse layer (docs/method.md §5)
     metrics/          the papers' metrics; model_metrics.py computes them for one model
 """

@@ -130,7 +130,7 @@ class AssignmentSection(Section):
 
 
 class QSENNSection(Section):
-    """Q-SENN's sparsification and its rounds (method.md §5); n and k come from `assignment`."""
+    """Q-SENN's sparsification and its rounds (docs/method.md §5); n and k come from `assignment`."""
 
     rounds: PositiveInt = 4
     later_epochs: NonNegativeInt = (

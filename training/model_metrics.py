@@ -1,4 +1,4 @@
-"""Every metric of a trained model (method.md §6), and the ground-truth concept metrics where the
+"""Every metric of a trained model (docs/method.md §6), and the ground-truth concept metrics where the
 data has them, computed in one pass over the training set and one over the test set.
 
 Feature statistics (Class-Independence, Contrastiveness, Correlation) use the training set
@@ -147,7 +147,7 @@ def evaluate_model(
 
     grounding = None
     if class_attributes is not None:
-        pairs = num_classes * (num_classes - 1) // 2  # method.md's 50 pairs, or all when fewer
+        pairs = num_classes * (num_classes - 1) // 2  # docs/method.md's 50 pairs, or all when fewer
         grounding = structural_grounding(
             weight.numpy(), class_similarity_from_attributes(class_attributes), top=min(50, pairs)
         )

@@ -1,4 +1,4 @@
-"""The QPM training pipeline (method.md §1-§5) as cached stages in one run folder.
+"""The QPM training pipeline (docs/method.md §1-§5) as cached stages in one run folder.
 
 DIR/fit_config.json  the fit config the run was started with (training.config.FitConfig)
 DIR/dense/           dense model (FDL) weights and history

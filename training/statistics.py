@@ -1,4 +1,4 @@
-"""The statistics the QPM assignment is solved on (method.md §2): A, R, b, and the features' μ, σ.
+"""The statistics the QPM assignment is solved on (docs/method.md §2): A, R, b, and the features' μ, σ.
 
 All of them are accumulated in one streaming pass over the training set (test-time
 transforms), because the feature maps of a real backbone do not fit in memory

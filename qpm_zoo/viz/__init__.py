@@ -9,11 +9,11 @@ with `save_figure(fig, "out.png")`.
 
 from __future__ import annotations
 
+from ..explain import ExplainedImage
 from ..preprocess import IMAGE_EXTENSIONS
 from .assignment import AssignmentOrder, assignment_figure, assignment_order
 from .comparison import class_pair, comparison_figure
 from .examples import find_images, pick_class_examples
-from .explained import ExplainedImage, explain_images
 from .explanation import explanation_figure
 from .gallery import most_similar_pair, write_figures
 from .heatmap import feature_heatmap
@@ -28,7 +28,6 @@ __all__ = [
     "check_figure_path",
     "class_pair",
     "comparison_figure",
-    "explain_images",
     "explanation_figure",
     "feature_heatmap",
     "find_images",

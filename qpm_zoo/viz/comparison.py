@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import InputError
-from ..explain import ComparedFeature, InterpretableModel
+from ..explain import ComparedFeature, ExplainedImage, InterpretableModel
 from .examples import pick_class_examples
-from .explained import ExplainedImage
 from .heatmap import normalise_map, upsample_map
 from .panels import (
     FOOTNOTE_LINE_INCHES,

@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..explain import InterpretableModel, Prediction
+from ..explain import ExplainedImage, InterpretableModel, Prediction
 from ..preprocess import IMAGE_EXTENSIONS, list_images
-from .explained import ExplainedImage, explain_images
 
 
-#: File name endings taken as images when a folder is searched (compared case-insensitively).
 def find_images(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """Image files given as files or folders (searched recursively, hidden entries skipped).
 
@@ -59,7 +57,7 @@ def pick_class_examples(
     candidates = find_images(images) if isinstance(images, (str, os.PathLike)) else list(images)
     predictions = model.predict(candidates) if candidates else []
     chosen = best_predicted(predictions, wanted, model.label_names)
-    return explain_images(model, [candidates[i] for i in chosen])
+    return model.predict_with_maps([candidates[i] for i in chosen])
 
 
 def best_predicted(

@@ -7,9 +7,8 @@ import math
 from typing import Any
 
 from ..errors import InputError
-from ..explain import FeatureContribution, InterpretableModel
+from ..explain import ExplainedImage, FeatureContribution, InterpretableModel
 from ..preprocess import is_batch
-from .explained import ExplainedImage, explain_images
 from .heatmap import feature_heatmap
 from .panels import (
     FOOTNOTE_LINE_INCHES,
@@ -44,7 +43,7 @@ def explanation_figure(
         raise InputError(
             f"explanation_figure draws one image; got a list of {len(image)} (make one figure each)"
         )
-    item = image if isinstance(image, ExplainedImage) else explain_images(model, image, top_k)[0]
+    item = image if isinstance(image, ExplainedImage) else model.predict_with_maps(image, top_k)[0]
     pred, expl = item.prediction, item.prediction.explanation
     panels = 1 + len(expl.features)
     cols = max(1, min(columns, panels))

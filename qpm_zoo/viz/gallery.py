@@ -18,7 +18,6 @@ from ..explain import InterpretableModel
 from .assignment import assignment_figure
 from .comparison import comparison_figure
 from .examples import best_predicted, find_images
-from .explained import explain_images
 from .explanation import explanation_figure
 from .render import DEFAULT_DPI, save_figure
 
@@ -63,7 +62,7 @@ def write_figures(
     a, b = most_similar_pair(model, predicted)
     clearest = max(range(len(predictions)), key=lambda i: (predictions[i].probability, -i))
     chosen = [clearest, *best_predicted(predictions, [a, b], model.label_names)]
-    explained = explain_images(model, [candidates[i] for i in chosen])
+    explained = model.predict_with_maps([candidates[i] for i in chosen])
     folder = Path(folder)
     return {
         "explanation": save_figure(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ..errors import InputError
+
 
 def upsample_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of one map [h, w] to `size` = (height, width), float32.
@@ -20,7 +22,7 @@ def upsample_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """
     values = np.asarray(values, dtype=np.float32)
     if values.ndim != 2 or min(values.shape) < 1:
-        raise ValueError(f"a feature map must be 2-D [h, w], got shape {values.shape}")
+        raise InputError(f"a feature map must be 2-D [h, w], got shape {values.shape}")
     height, width = size
     image = Image.fromarray(np.ascontiguousarray(values), mode="F")
     return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)

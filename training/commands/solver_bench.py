@@ -2,7 +2,7 @@
 
 The instance is simulated (`training.solver.instances`: class-correlated post-ReLU feature
 maps turned into A, R, b by `training.statistics`, as the pipeline does). `--baseline` also
-solves it with the plain SCIP model of method.md §3 — binary s and W, one product variable per
+solves it with the plain SCIP model of docs/method.md §3 — binary s and W, one product variable per
 penalised pair, uniqueness added iteratively for the classes that violate it, as the authors'
 code does — under the same time limit on the same machine, so the comparison is a ratio.
 
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--samples-per-class", type=int, default=30, help="simulated images per class (default 30)"
     )
     parser.add_argument(
-        "--baseline", action="store_true", help="also run the plain SCIP model of method.md §3"
+        "--baseline", action="store_true", help="also run the plain SCIP model of docs/method.md §3"
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object per run instead of a table"

@@ -1,4 +1,4 @@
-"""Metrics of a trained model: the papers' interpretability metrics (method.md §6) and, on data
+"""Metrics of a trained model: the papers' interpretability metrics (docs/method.md §6) and, on data
 whose concepts are known, how well the learned features and class edges match the truth.
 
 All functions take numpy arrays or torch tensors and return Python floats (or small frozen

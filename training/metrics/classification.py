@@ -1,4 +1,4 @@
-"""Accuracy and the sparsity of the class-feature layer (method.md §6: Accuracy, NFfeatures, PerClass)."""
+"""Accuracy and the sparsity of the class-feature layer (docs/method.md §6: Accuracy, NFfeatures, PerClass)."""
 
 from __future__ import annotations
 

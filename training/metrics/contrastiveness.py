@@ -1,4 +1,4 @@
-"""Contrastiveness (method.md §6): do features separate images into "present" and "absent"?
+"""Contrastiveness (docs/method.md §6): do features separate images into "present" and "absent"?
 
 Per feature a 2-component 1-D Gaussian mixture is fitted to its training values (sklearn's EM);
 the overlap coefficient of the two Gaussians (the shared area under both densities, ignoring

@@ -1,4 +1,4 @@
-"""SID@k, the diversity of where a prediction's features look (method.md §6), computed in batches.
+"""SID@k, the diversity of where a prediction's features look (docs/method.md §6), computed in batches.
 
 The maps of a whole test set do not fit in memory for real models (ResNet-50 CUB: 5,794 images
 × 50 maps × 28 × 28), so the metric is an accumulator: `update()` per batch, `compute()` at the end.
@@ -14,7 +14,7 @@ Conventions (and where they differ from the authors' evaluation/diversity.py):
 - Images whose predicted class has fewer than k nonzero weights are skipped (counted in
   `skipped`): SID@k is undefined for them. The authors do the same (`max_ks >= k`). For QPM
   every class has exactly k, so nothing is skipped.
-- Features are ranked by |weight| (method.md); the authors rank by the signed weight, which for
+- Features are ranked by |weight| (docs/method.md); the authors rank by the signed weight, which for
   Q-SENN could pick a zero-weight feature over a negative one. Ties in |weight| go to the
   lower feature index.
 - Every image passed in is counted; the authors' loop drops the test set's last partial batch.

@@ -1,7 +1,7 @@
-"""Class-Independence and Correlation (method.md §6): how the features behave over the training set.
+"""Class-Independence and Correlation (docs/method.md §6): how the features behave over the training set.
 
 Both take `features [N, F]` as the classification layer sees them: for QPM/Q-SENN the
-normalised selected features (`HeadOutput.features`), for a dense model the pooled features,
+normalised selected features (`ModelOutput.features`), for a dense model the pooled features,
 computed on the training set with test-time transforms (as the authors do).
 """
 
@@ -46,7 +46,7 @@ def correlation(features: Any) -> float:
     """Mean over features of the largest cosine similarity to any other feature, in [−1, 1].
 
     Cosine (not Pearson) over the training images, as the paper; lower = less redundant.
-    The maximum runs over the other features only (method.md). The authors zero the diagonal
+    The maximum runs over the other features only (docs/method.md). The authors zero the diagonal
     and then take the maximum over all entries, which clips each feature's value at 0 from
     below; this only differs when a feature is negatively correlated with all others.
     """

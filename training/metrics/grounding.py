@@ -1,4 +1,4 @@
-"""Structural Grounding (method.md §6): do classes that truly look alike share features?
+"""Structural Grounding (docs/method.md §6): do classes that truly look alike share features?
 
 For datasets with a class attribute table (CUB: 312 continuous attribute values per class).
 Model similarity of two classes = cosine similarity of their weight rows; ground truth =
@@ -7,7 +7,7 @@ cosine similarity of their attribute vectors. Over the `top` most similar ground
 
 Difference from the authors' evaluation/Metrics/StructuralGrounding.py: they rank the entries
 of the full symmetric C × C matrix, so their "50 pairs" are 25 unordered pairs, each counted
-twice. We rank unordered pairs (c < d), as method.md says; `top=25` reproduces their number.
+twice. We rank unordered pairs (c < d), as docs/method.md says; `top=25` reproduces their number.
 Ties in ground-truth similarity go to the pair that comes first in row-major order.
 """
 

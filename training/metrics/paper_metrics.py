@@ -1,4 +1,4 @@
-"""The paper's metric table for one model (method.md §6), under the names the papers print."""
+"""The paper's metric table for one model (docs/method.md §6), under the names the papers print."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The dense model QPM starts from: backbone → average pool → dropout → linear (method.md §1)."""
+"""The dense model QPM starts from: backbone → average pool → dropout → linear (docs/method.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Feature Diversity Loss (method.md §1): features the predicted class relies on should peak
+"""The Feature Diversity Loss (docs/method.md §1): features the predicted class relies on should peak
 at different places.
 
 L_div = -β · (1/B) Σ_b Σ_positions max_f ( Ŵ[b, f] · s_f[b, position] ), where Ŵ[b] is the

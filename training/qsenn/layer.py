@@ -1,4 +1,4 @@
-"""Q-SENN's interpretable layer (method.md §5, step 2): a sparse elastic-net fit on the selected,
+"""Q-SENN's interpretable layer (docs/method.md §5, step 2): a sparse elastic-net fit on the selected,
 normalised features, reduced to the k·C largest weights and quantised.
 
 Weights become {−m, 0, +m}, m the mean magnitude of the kept weights; the bias becomes a ramp

@@ -1,5 +1,5 @@
 """Q-SENN's feature selection: a group-sparse elastic net path on which features enter one at a
-time (method.md §5, step 1).
+time (docs/method.md §5, step 1).
 
 Along λ from λ_max down, the model is refitted on the features selected so far; then the
 unselected feature whose gradient group norm most exceeds the threshold λ·α (the one that would

@@ -1,4 +1,4 @@
-"""The plain SCIP model of method.md §3, the baseline `python -m training solver-bench` measures
+"""The plain SCIP model of docs/method.md §3, the baseline `python -m training solver-bench` measures
 the solver against: binary s and W, one product variable per penalised pair, uniqueness added
 iteratively for the classes that violate it, as the authors' code does."""
 
@@ -18,7 +18,7 @@ PLAIN_MAX_W = 1_000_000
 
 
 def plain_scip(problem: AssignmentProblem, *, time_limit: float, seed: int = 0) -> dict:
-    """method.md §3 as one SCIP model with no reductions and no heuristic start.
+    """docs/method.md §3 as one SCIP model with no reductions and no heuristic start.
 
     Uniqueness is added iteratively (the reference code's scheme): after each solve, every pair
     of classes sharing a feature set T gets the no-good Σ_{f∈T} (W_fc + W_fd) ≤ 2k − 1, and it is

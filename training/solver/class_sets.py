@@ -1,7 +1,7 @@
 """The best W for a fixed selection: each class's k best features, made distinct optimally.
 
 Without the uniqueness constraint the best W is, per class, its k selected features with the
-largest A (method.md §3). When two classes share that set, the best distinct assignment is an
+largest A (docs/method.md §3). When two classes share that set, the best distinct assignment is an
 assignment problem: classes on one side, k-subsets of the selection on the other, value =
 Σ A over the subset. We give each class its L best k-subsets (best-first enumeration), solve
 the rectangular assignment on the union of those lists with exact values, and check a

@@ -1,6 +1,6 @@
 """Cliques of a given size in a graph: a fast heuristic and an exact, budgeted decision.
 
-The redundancy threshold τ (method.md §3) asks, for a candidate threshold, whether some n
+The redundancy threshold τ (docs/method.md §3) asks, for a candidate threshold, whether some n
 features are pairwise "compatible" — an n-clique of the compatibility graph. The heuristic
 proves "yes" by exhibiting a clique; the exact search proves "no" by exhausting a branch and
 bound whose pruning is a greedy colouring (a clique needs a different colour per member).

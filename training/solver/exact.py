@@ -18,7 +18,7 @@ stop at `max_lines`, and the uniqueness of class sets is not modelled. A constra
 closes the gap lazily with the exact oracle: at an integral s whose value exceeds the true
 f(S) it first adds the star cuts that are tight at S, then δ ≥ gap_S · (Σ_{f∈S} s_f − n + 1),
 which is exactly gap_S at S and vacuous elsewhere. So every solution SCIP accepts has its
-true value, and SCIP's dual bound is a proven upper bound on the problem of method.md §3.
+true value, and SCIP's dual bound is a proven upper bound on the problem of docs/method.md §3.
 """
 
 from __future__ import annotations

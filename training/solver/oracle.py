@@ -1,7 +1,7 @@
 """The true value of a selection, with its best distinct class sets (cached): the exactness oracle.
 
 Both the heuristic's final step and the exact model's constraint handler need, for a selection
-S, the best W satisfying every constraint of method.md §3 and its objective. That is
+S, the best W satisfying every constraint of docs/method.md §3 and its objective. That is
 `class_sets.best_class_sets` on A restricted to S, evaluated with `AssignmentProblem.terms`.
 """
 

@@ -1,4 +1,4 @@
-"""The assignment problem of method.md §3: validated inputs, the penalised pairs, the objective.
+"""The assignment problem of docs/method.md §3: validated inputs, the penalised pairs, the objective.
 
 Everything that solves or checks an assignment goes through `AssignmentProblem`, so there is
 one definition of the objective:
@@ -45,7 +45,7 @@ def validate_inputs(A, R, b, n, k) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     """Check shapes, values and feasibility before any solving; return (A, upper R, b, n, k).
 
     R may be the strict upper triangle (as `training.statistics.redundancy` returns it) or
-    symmetric; negative entries are set to 0 as method.md §2 prescribes.
+    symmetric; negative entries are set to 0 as docs/method.md §2 prescribes.
     """
     A = _as_matrix("A", A, 2)
     F, C = A.shape
@@ -89,7 +89,7 @@ def scaled_penalty(upper: np.ndarray, tau: float) -> np.ndarray:
     return penalty + penalty.T
 
 
-#: the constraints of method.md §3, as `AssignmentProblem.checks` names them
+#: the constraints of docs/method.md §3, as `AssignmentProblem.checks` names them
 CHECK_NAMES = ("sum_s_equals_n", "w_le_s", "k_per_class", "class_sets_distinct")
 
 
@@ -179,7 +179,7 @@ class AssignmentProblem:
         return self.alpha * float(top.sum()) + float(self.b[selected].sum()) - z_r
 
     def checks(self, selected: np.ndarray, weight: np.ndarray) -> dict[str, bool]:
-        """Each constraint of method.md §3, verified in its [F]/[F, C] form on the returned arrays."""
+        """Each constraint of docs/method.md §3, verified in its [F]/[F, C] form on the returned arrays."""
         F, C = self.A.shape
         selected = np.asarray(selected)
         weight = np.asarray(weight)

@@ -1,4 +1,4 @@
-"""`solve_assignment`: the QPM assignment of method.md §3, every constraint verified on the result.
+"""`solve_assignment`: the QPM assignment of docs/method.md §3, every constraint verified on the result.
 
 The solve has three parts, all under one time limit:
 
@@ -37,7 +37,7 @@ STATUSES = ("optimal", "time_limit", "interrupted")
 
 
 class NoFeasibleAssignment(QPMError, RuntimeError):
-    """The time limit ended before any assignment satisfying method.md §3 was found."""
+    """The time limit ended before any assignment satisfying docs/method.md §3 was found."""
 
 
 @dataclass(frozen=True)

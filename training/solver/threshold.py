@@ -1,4 +1,4 @@
-"""The redundancy threshold τ of method.md §3 and the penalised pairs it defines.
+"""The redundancy threshold τ of docs/method.md §3 and the penalised pairs it defines.
 
 τ is the smallest threshold for which the compatibility graph G_τ ("f and g are joined when
 R[f, g] < τ") still has a clique of n vertices: with it, the largest set of pairs is penalised
@@ -56,7 +56,7 @@ class ThresholdResult:
 
 
 def upper_triangle(R: np.ndarray) -> np.ndarray:
-    """The strict upper triangle of R with negatives set to 0 (method.md §2's form of R)."""
+    """The strict upper triangle of R with negatives set to 0 (docs/method.md §2's form of R)."""
     upper = np.triu(np.asarray(R, dtype=np.float64), k=1)
     upper[upper < 0] = 0.0
     return upper

@@ -1,4 +1,4 @@
-"""Stage `assignment` (method.md §3): the solver's n features and its k-per-class assignment."""
+"""Stage `assignment` (docs/method.md §3): the solver's n features and its k-per-class assignment."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage `dense` (method.md §1): the dense model trained with the feature diversity loss."""
+"""Stage `dense` (docs/method.md §1): the dense model trained with the feature diversity loss."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage `evaluate` (method.md §6): every metric of the checkpoint and of the run's dense model,
+"""Stage `evaluate` (docs/method.md §6): every metric of the checkpoint and of the run's dense model,
 recorded in the checkpoint (MODEL_DIR/metrics.json and config.json's `metrics`)."""
 
 from __future__ import annotations

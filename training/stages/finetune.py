@@ -1,4 +1,4 @@
-"""Stage `finetune` (method.md §4): the QPM built from the assignment, fine-tuned, saved."""
+"""Stage `finetune` (docs/method.md §4): the QPM built from the assignment, fine-tuned, saved."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage `qsenn` (method.md §5): select n features once, then per round fit and quantise the
+"""Stage `qsenn` (docs/method.md §5): select n features once, then per round fit and quantise the
 sparse layer on the current features and fine-tune with it frozen (μ, σ trainable)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stage `statistics` (method.md §2): A, R, b, μ, σ of the dense features over the training set."""
+"""Stage `statistics` (docs/method.md §2): A, R, b, μ, σ of the dense features over the training set."""
 
 from __future__ import annotations
 

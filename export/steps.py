@@ -1,23 +1,9 @@
-"""What the export commands share: one-line errors with exit status 2, and step messages."""
+"""Step messages of the long export commands, on stderr so stdout stays clean for results."""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-
-from qpm_zoo.errors import QPMError
-
-
-def run_reporting_errors(command: str, body: Callable[[], int]) -> int:
-    """Run a command's body; a QPMError becomes one line on stderr and exit status 2."""
-    try:
-        return body()
-    except QPMError as e:
-        print(f"python -m export {command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
 
 
 class Steps:

@@ -1,4 +1,4 @@
-"""Turn a QPM into the ONNX graph architecture.md specifies, with torch.onnx's dynamo exporter.
+"""Turn a QPM into the ONNX graph docs/checkpoint.md specifies, with torch.onnx's dynamo exporter.
 
 The graph takes normalised `pixel_values [batch, 3, H, W]` (the torch-free preprocessing runs
 before it) and returns `logits [batch, C]`, `features [batch, n]` and `feature_maps
@@ -17,16 +17,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from qpm_zoo.errors import QPMError
 from qpm_zoo.model import QPM
 from qpm_zoo.onnx_model import INPUT_NAME, OUTPUT_NAMES
 
+from .errors import ExportError
+
 #: protobuf cannot serialise a single message above 2 GiB.
 _PROTOBUF_LIMIT = 2**31 - 1
-
-
-class ExportError(QPMError):
-    """The model could not be turned into a valid one-file ONNX graph."""
 
 
 class ExportGraph(nn.Module):
