@@ -282,7 +282,7 @@ def check_model_fits(config: FitConfig, num_classes: int) -> None:
     """What only timm, the disk and the class count can tell, checked before any stage runs:
     the backbone builds (name, kwargs, reduced strides, size limit; on the meta device, so
     nothing is allocated), a pretrained file exists, n ≤ its features, and there are enough
-    k-subsets of the n features for every class to have its own (QPM, method.md §3)."""
+    k-subsets of the n features for every class to have its own (QPM, docs/method.md §3)."""
     from qpm_zoo.backbone import check_backbone
     from qpm_zoo.errors import ConfigError
 
