@@ -126,7 +126,7 @@ def timm_kwargs(value: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise FieldProblem(
             "",
-            f"{unknown} are not accepted (the product passes only {sorted(TIMM_KWARGS)} to timm)",
+            f"must not set {unknown}: only {sorted(TIMM_KWARGS)} are passed to timm",
         )
     for key, check in TIMM_KWARGS.items():
         if key in value:

@@ -51,7 +51,7 @@ def test_the_base_config_passes(tmp_path):
         ({"model": {"backbone": "resnet_fifty"}}, r"model: backbone 'resnet_fifty' is not a timm"),
         (
             {"model": {"kwargs": {"checkpoint_path": "/tmp/x.pth"}}},
-            r"field 'model\.kwargs' \['checkpoint_path'\] are not accepted",
+            r"field 'model\.kwargs' must not set \['checkpoint_path'\]: only \[",
         ),
         (
             {"model": {"kwargs": {"stem_type": "deep", "drop_rate": 0.1}, "backbone": "test_vit"}},
