@@ -62,6 +62,10 @@ def test_the_base_config_passes(tmp_path):
             r"model: backbone 'test_efficientnet': reduced_strides applies to ResNets",
         ),
         ({"model": {"interpolation": "cubic"}}, r"field 'model\.interpolation' must be"),
+        (
+            {"model": {"input_size": 100000}},
+            r"field 'model\.input_size' is 100000, larger than 4096 px .*QPM_MAX_INPUT_SIDE",
+        ),
         ({"model": {"std": [0.5, 0.0, 0.5]}}, r"field 'model\.std\[1\]' must be"),
         (
             {"model": {"pretrained": "weights/missing.safetensors"}},

@@ -61,6 +61,19 @@ class ModelSection(Section):
     mean: tuple[StrictFloat, ...] | None = None
     std: tuple[PositiveFloat, ...] | None = None  #: divides the pixels: 0 is refused
 
+    @field_validator("input_size")
+    @classmethod
+    def _within_the_limit(cls, value: int) -> int:
+        from qpm_zoo.limits import current_limits, variable_for
+
+        largest = current_limits().max_input_side
+        if value > largest:
+            raise ValueError(
+                f"is {value}, larger than {largest} px (the limit; raise it with "
+                f"{variable_for('max_input_side')})"
+            )
+        return value
+
     @field_validator("kwargs")
     @classmethod
     def _known_kwargs(cls, value: dict[str, Any]) -> dict[str, Any]:
