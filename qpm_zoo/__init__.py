@@ -23,6 +23,7 @@ from .errors import (
     InputError,
     MissingDependencyError,
     ModelCardError,
+    NonFiniteOutputError,
     QPMError,
     UsageError,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "InputError",
     "MissingDependencyError",
     "ModelCardError",
+    "NonFiniteOutputError",
     "OnnxRecord",
     "Prediction",
     "PreprocessConfig",

@@ -12,8 +12,66 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import BackboneConfig
+from .config import BackboneConfig, timm_kwargs
 from .errors import ConfigError
+from .limits import current_limits, variable_for
+
+#: What timm raises when its model functions refuse their keyword arguments.
+_TIMM_REFUSALS = (
+    TypeError,
+    ValueError,
+    AssertionError,
+    KeyError,
+    RuntimeError,
+    NotImplementedError,
+)
+
+
+def _options(name: str, kwargs: dict) -> dict[str, Any]:
+    import timm
+
+    if not timm.is_model(name):
+        raise ConfigError(f"backbone '{name}' is not a timm model name (see timm.list_models())")
+    try:
+        options: dict[str, Any] = timm_kwargs(dict(kwargs))
+    except ValueError as e:
+        raise ConfigError(f"backbone '{name}': kwargs: {e}") from None
+    options.update(num_classes=0, global_pool="")
+    return options
+
+
+def _meta_model(name: str, kwargs: dict) -> nn.Module:
+    """The model without memory (on the meta device), refused when it has more parameters than
+    the limit: what a config asks for is measured before anything is allocated."""
+    import timm
+
+    options = _options(name, kwargs)
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(name, pretrained=False, **options)
+    except _TIMM_REFUSALS as e:
+        raise ConfigError(
+            f"backbone '{name}': timm cannot build it with kwargs {kwargs} "
+            f"({type(e).__name__}: {' '.join(str(e).split())})"
+        ) from None
+    count = sum(p.numel() for p in model.parameters())
+    limit = current_limits().max_backbone_parameters
+    if count > limit:
+        raise ConfigError(
+            f"backbone '{name}' with kwargs {kwargs} has {count:,} parameters, more than the "
+            f"limit of {limit:,} (raise it with {variable_for('max_backbone_parameters')})"
+        )
+    return model
+
+
+def check_backbone(name: str, kwargs: dict, reduced_strides: bool) -> int:
+    """The number of features the backbone gives, after checking, without allocating it, that
+    timm builds it from `kwargs` within the size limit and that `reduced_strides` applies:
+    what a training config is checked with before any stage runs."""
+    model = _meta_model(name, kwargs)
+    if reduced_strides:
+        reduce_strides(model, name)
+    return int(model.num_features)
 
 
 def _create_timm_model(
@@ -21,10 +79,8 @@ def _create_timm_model(
 ) -> nn.Module:
     import timm
 
-    if not timm.is_model(name):
-        raise ConfigError(f"backbone '{name}' is not a timm model name (see timm.list_models())")
-    options: dict[str, Any] = dict(kwargs)
-    options.update(num_classes=0, global_pool="")
+    _meta_model(name, kwargs)  # the size limit and kwargs, before any memory is taken
+    options = _options(name, kwargs)
     if pretrained_file is not None:
         options["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
     try:

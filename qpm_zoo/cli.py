@@ -96,6 +96,30 @@ def _assignment_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _torch_device(text: str) -> Any:
+    """`--device` as a torch device that exists here, or a UsageError saying why not."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise UsageError(
+            f"--device {text!r}: not a torch device (e.g. cpu, cuda, cuda:1, mps)"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {text}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(
+                f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {text}: MPS is not available on this machine")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {text}: use cpu, cuda[:N] or mps")
+    return device
+
+
 def _load_predictor(args: argparse.Namespace) -> InterpretableModel:
     if args.onnx:
         from .onnx_model import QPMOnnx
@@ -105,7 +129,9 @@ def _load_predictor(args: argparse.Namespace) -> InterpretableModel:
         )
     import qpm_zoo
 
-    return qpm_zoo.QPM.from_pretrained(args.model, revision=args.revision, map_location=args.device)
+    model_class = qpm_zoo.QPM  # says which extra to install when torch is missing
+    device = _torch_device(args.device)
+    return model_class.from_pretrained(args.model, revision=args.revision, map_location=device)
 
 
 def _load_explainer(args: argparse.Namespace) -> GlobalExplainer:
@@ -117,7 +143,7 @@ def _load_explainer(args: argparse.Namespace) -> GlobalExplainer:
 def _emit(results: Any, as_json: bool, formatter: Callable[[Any], str]) -> None:
     if as_json:
         data = [r.to_dict() for r in results] if isinstance(results, list) else results.to_dict()
-        json.dump(data, sys.stdout, indent=2)
+        json.dump(data, sys.stdout, indent=2, allow_nan=False)  # bare NaN is not JSON
         sys.stdout.write("\n")
         return
     print("\n\n".join(formatter(r) for r in (results if isinstance(results, list) else [results])))
@@ -126,6 +152,32 @@ def _emit(results: Any, as_json: bool, formatter: Callable[[Any], str]) -> None:
 def _check_backend_options(args: argparse.Namespace) -> None:
     if not args.onnx and (args.providers or args.verbose):
         raise UsageError("--providers and --verbose apply to --onnx only")
+    if args.onnx and args.device != "cpu":
+        raise UsageError("--device applies to the PyTorch model; with --onnx give --providers")
+
+
+def _check_image_file(path: str) -> None:
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a folder, not an image file")
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such image file")
+
+
+def _check_writable(out: str) -> None:
+    """Before any work: the figure can be written (its folder, or the nearest existing folder
+    above it, which saving creates the rest in, is writable)."""
+    from .viz import check_figure_path
+
+    path, _ = check_figure_path(out)
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"{out}: {folder} is a file, so no folder can be made there")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{out}: cannot write into the folder {folder} (permission denied)")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{out}: exists and cannot be overwritten (permission denied)")
 
 
 def _note_figure(path: Any, as_json: bool) -> None:
@@ -146,11 +198,12 @@ def _explain_target(args: argparse.Namespace) -> tuple[str | None, str | None]:
             "(or --class NAME, or --image FILE)"
         )
     if args.image is not None:
-        if not os.path.isfile(args.image):
-            raise UsageError(f"{args.image}: no such image file")
+        _check_image_file(args.image)
         return args.image, None
     if args.class_name is not None:
         return None, args.class_name
+    if os.path.isdir(args.target):
+        raise UsageError(f"{args.target}: is a folder, not an image file or a class name")
     return (args.target, None) if os.path.isfile(args.target) else (None, args.target)
 
 
@@ -183,9 +236,9 @@ def _explain(args: argparse.Namespace) -> None:
     if not args.out:
         _emit(_load_predictor(args).predict(image), args.json, format_prediction)
         return
-    from .viz import check_figure_path, explanation_figure, save_figure
+    from .viz import explanation_figure, save_figure
 
-    check_figure_path(args.out)
+    _check_writable(args.out)
     model = _load_predictor(args)
     item = model.predict_with_maps(image)[0]
     path = save_figure(explanation_figure(model, item), args.out)
@@ -204,7 +257,6 @@ def _compare(args: argparse.Namespace) -> None:
     if args.images is None:
         raise UsageError("--out draws the features on example images: add --images DIR_OR_FILE ...")
     from .viz import (
-        check_figure_path,
         class_pair,
         comparison_figure,
         find_images,
@@ -212,7 +264,7 @@ def _compare(args: argparse.Namespace) -> None:
         save_figure,
     )
 
-    check_figure_path(args.out)
+    _check_writable(args.out)
     files = find_images(args.images)
     model = _load_predictor(args)
     pair = class_pair(model, args.class_a, args.class_b)
@@ -228,16 +280,15 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _assignment(args: argparse.Namespace) -> None:
-    from .viz import assignment_figure, check_figure_path, save_figure
+    from .viz import assignment_figure, save_figure
 
-    check_figure_path(args.out)
+    _check_writable(args.out)
     _note_figure(save_figure(assignment_figure(_load_explainer(args)), args.out), False)
 
 
 def _predict(args: argparse.Namespace) -> None:
-    missing = [p for p in args.images if not os.path.isfile(p)]
-    if missing:
-        raise UsageError(f"{missing[0]}: no such image file")
+    for path in args.images:
+        _check_image_file(path)
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
     _check_backend_options(args)

@@ -21,14 +21,19 @@ from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_v
 
 from .atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from .errors import ConfigError
+from .limits import current_limits, variable_for
 from .validation import (
     Count,
     FieldProblem,
     Flag,
     Integer,
+    JsonObject,
+    Label,
     Number,
     StrictModel,
     Text,
+    kind,
+    required_in_files,
     validated,
 )
 from .version import __version__
@@ -67,7 +72,69 @@ OnnxDtype = Literal["float32", "float16"]
 def _image_size(value: tuple[int, ...]) -> tuple[int, ...]:
     if len(value) != 3 or value[0] != 3 or min(value) < 1:
         raise ValueError(f"must be [3, height, width], got {list(value)}")
+    largest = current_limits().max_input_side
+    if max(value[1:]) > largest:
+        raise ValueError(
+            f"is {list(value)}, larger than {largest} px per side (the limit; raise it with "
+            f"{variable_for('max_input_side')})"
+        )
     return value
+
+
+def _rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"must be a number in [0, 1), got {kind(value)}")
+    return float(value)
+
+
+def _stem_width(value: Any) -> int:
+    # timm's ResNet stems have 32 or 64 channels; 8000 would take gigabytes per image
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 512:
+        raise ValueError(f"must be an integer in 1..512, got {kind(value)}")
+    return value
+
+
+def _stem_type(value: Any) -> str:
+    if value not in ("", "deep", "deep_tiered"):
+        raise ValueError(f"must be '', 'deep' or 'deep_tiered', got {kind(value)}")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if value is not True and value is not False:
+        raise ValueError(f"must be true or false, got {kind(value)}")
+    return value
+
+
+#: The `timm.create_model` keyword arguments a checkpoint may set, each with its check: only
+#: regularisation and ResNet stem options. Anything else (`checkpoint_path`, `pretrained_cfg`,
+#: `num_classes`, ...) would make timm read files or build another network than config.json
+#: describes, so it is refused when the config is read, not passed on.
+TIMM_KWARGS = {
+    "drop_rate": _rate,
+    "drop_path_rate": _rate,
+    "drop_block_rate": _rate,
+    "stem_width": _stem_width,
+    "stem_type": _stem_type,
+    "avg_down": _boolean,
+}
+
+
+def timm_kwargs(value: dict[str, Any]) -> dict[str, Any]:
+    """`value` if every key is in TIMM_KWARGS and passes its check (FieldProblem otherwise)."""
+    unknown = sorted(set(value) - set(TIMM_KWARGS))
+    if unknown:
+        raise FieldProblem(
+            "",
+            f"must not set {unknown}: only {sorted(TIMM_KWARGS)} are passed to timm",
+        )
+    for key, check in TIMM_KWARGS.items():
+        if key in value:
+            try:
+                check(value[key])
+            except ValueError as e:
+                raise FieldProblem(key, str(e)) from None
+    return dict(value)
 
 
 def inside_checkpoint(name: str) -> str:
@@ -95,10 +162,16 @@ class BackboneConfig(StrictModel):
 
     name: Text = Field(description="timm model name")
     num_features: Count = Field(description="channels of its feature maps")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="timm.create_model kwargs")
+    kwargs: Annotated[JsonObject, AfterValidator(timm_kwargs)] = Field(
+        default_factory=dict,
+        description="timm.create_model kwargs (only " + ", ".join(TIMM_KWARGS) + ")",
+    )
     reduced_strides: Flag = Field(
         False, description="QPM's ResNet change: layer3 and layer4 keep stride 1"
     )
+
+    _required_in_files = ("kwargs", "reduced_strides")
+    _stated = required_in_files(*_required_in_files)
 
 
 class PreprocessConfig(StrictModel):
@@ -110,6 +183,11 @@ class PreprocessConfig(StrictModel):
     crop_pct: Number = 0.875
     mean: tuple[Number, ...] = (0.485, 0.456, 0.406)
     std: tuple[Number, ...] = (0.229, 0.224, 0.225)
+
+    # the defaults (ImageNet's) serve code; a file that leaves one out does not say how its
+    # model sees images, and 224 px for a 64 px model changes its predictions
+    _required_in_files = ("input_size", "interpolation", "crop_mode", "crop_pct", "mean", "std")
+    _stated = required_in_files(*_required_in_files)
 
     @field_validator("crop_pct")
     @classmethod
@@ -240,25 +318,27 @@ class QPMConfig(StrictModel):
     model_type: ModelType
     backbone: BackboneConfig
     num_classes: Count
-    label_names: tuple[Text, ...] = Field(description="one distinct name per class")
+    label_names: tuple[Label, ...] = Field(description="one distinct name per class")
     selected_features: tuple[Integer, ...] = Field(
         description="the n backbone channels of the interpretable layer, distinct"
     )
     k: Count = Field(description="features per class (exact for QPM, the mean for Q-SENN)")
     assignment: Assignment
     preprocessing: PreprocessConfig = Field(default_factory=PreprocessConfig)
-    feature_names: tuple[Text, ...] | None = Field(None, description="one per selected feature")
+    feature_names: tuple[Label, ...] | None = Field(None, description="one per selected feature")
     feature_descriptions: tuple[Text, ...] | None = Field(
         None, description="one per selected feature"
     )
-    metrics: dict[str, Any] = Field(default_factory=dict, description="evaluation results")
-    training: dict[str, Any] = Field(default_factory=dict, description="the training recipe")
+    metrics: JsonObject = Field(default_factory=dict, description="evaluation results")
+    training: JsonObject = Field(default_factory=dict, description="the training recipe")
     onnx: OnnxRecord | None = Field(None, description="the ONNX export, if there is one")
     provenance: Provenance | None = Field(
         None, description="where the weights come from, if qpm-zoo did not train them"
     )
 
     _omitted_when_none = ("onnx", "provenance")
+    _required_in_files = ("preprocessing",)
+    _stated = required_in_files(*_required_in_files)
 
     # -- derived -------------------------------------------------------------------------------
     @property
@@ -300,11 +380,6 @@ class QPMConfig(StrictModel):
             if version < 1:
                 raise FieldProblem("format_version", f"must be 1 or newer, got {version}")
         return data
-
-    @field_validator("preprocessing", mode="before")
-    @classmethod
-    def _default_preprocessing(cls, value: Any) -> Any:
-        return PreprocessConfig() if value is None else value
 
     @model_validator(mode="after")
     def _consistent(self) -> QPMConfig:
@@ -390,7 +465,7 @@ class QPMConfig(StrictModel):
                 f"{source}: format_version: required field is missing (every config.json "
                 "states its format)"
             )
-        return validated(cls, data, source)
+        return validated(cls, data, source, from_file=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> QPMConfig:

@@ -19,6 +19,10 @@ class InputError(QPMError, ValueError):
     """An image or a class name given to predict/explain/compare cannot be used."""
 
 
+class NonFiniteOutputError(QPMError, ArithmeticError):
+    """A model computed NaN or infinite logits or features: no prediction is made from them."""
+
+
 class UsageError(QPMError, ValueError):
     """A command's arguments cannot be used as given (a bad value, or options that conflict)."""
 

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .config import QPMConfig
-from .errors import InputError
+from .errors import InputError, NonFiniteOutputError
 from .hub import CheckpointHubMixin
 from .preprocess import ImagePreprocessor, LoadedImage, is_batch
 
@@ -287,13 +287,13 @@ class InterpretableModel:
         _check_positive("batch_size", batch_size)
         if not is_batch(inputs):  # one image: not numbered in names
             batch, loaded = self.preprocessor(inputs)
-            yield loaded, batch, self.forward_arrays(batch, with_maps=with_maps)
+            yield loaded, batch, _finite(self.forward_arrays(batch, with_maps=with_maps), loaded)
             return
         if len(inputs) == 0:
             raise InputError("no images given (an empty list)")
         for start in range(0, len(inputs), batch_size):
             batch, loaded = self.preprocessor(list(inputs[start : start + batch_size]), start)
-            yield loaded, batch, self.forward_arrays(batch, with_maps=with_maps)
+            yield loaded, batch, _finite(self.forward_arrays(batch, with_maps=with_maps), loaded)
 
     def explain_logits(self, class_index: int, logit: float, features: np.ndarray) -> Explanation:
         """The exact explanation of one class's logit given the normalised features [n]."""
@@ -384,6 +384,21 @@ class InterpretableModel:
             only_a=tuple(entry(j) for j in sorted(fa - fb)),
             only_b=tuple(entry(j) for j in sorted(fb - fa)),
         )
+
+
+def _finite(out: ModelOutput, loaded: list[LoadedImage]) -> ModelOutput:
+    """`out` if its logits and features are finite: a NaN would make a probability, a JSON
+    document and an explanation that are all wrong, so it stops here, naming the image."""
+    for name in ("logits", "features"):
+        values = np.asarray(getattr(out, name))
+        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise NonFiniteOutputError(
+                f"{loaded[first].name}: the model computed non-finite {name} (NaN or infinity); "
+                "its weights overflow on this input, so no prediction is given"
+            )
+    return out
 
 
 class GlobalExplainer(InterpretableModel, CheckpointHubMixin, library_name="qpm-zoo"):

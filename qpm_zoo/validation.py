@@ -9,6 +9,9 @@ A message names the file, the field path and the value, e.g.
 from __future__ import annotations
 
 import math
+import unicodedata
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar, TypeVar
 
 import numpy as np
@@ -17,10 +20,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     SerializerFunctionWrapHandler,
     ValidationError,
     model_serializer,
+    model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from .errors import ConfigError
 
@@ -70,11 +77,59 @@ def _flag(value: Any) -> bool:
     return value
 
 
+def _label(value: Any) -> str:
+    """A name shown to people: not empty, no control characters (a terminal would act on them)."""
+    text = _text(value)
+    if not text.strip():
+        raise ValueError(f"must be a non-empty name, got {text!r}")
+    odd = [c for c in text if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")]
+    if odd:
+        raise ValueError(f"must not hold control characters, got {text!r}")
+    return text
+
+
+def _json_value(value: Any, where: str = "") -> Any:
+    """`value` if it is plain JSON with finite numbers (NaN cannot be written back to a file)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            raise ValueError(f"{where or 'value'} must be a finite number, got {value}")
+        return float(value)
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _wrong_type("a string key", key)
+            out[key] = _json_value(item, f"{where}.{key}" if where else key)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise _wrong_type("a JSON value", value)
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _wrong_type("a JSON object", value)
+    return _json_value(value)
+
+
 Integer = Annotated[int, BeforeValidator(_integer)]
 Count = Annotated[int, Field(ge=1), BeforeValidator(_integer)]  #: a positive integer
 Number = Annotated[float, BeforeValidator(_number)]
 Text = Annotated[str, BeforeValidator(_text)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
+Label = Annotated[str, BeforeValidator(_label)]  #: a class or feature name shown to people
+#: a free-form JSON object (metrics, recipes): any nesting, but finite numbers only
+JsonObject = Annotated[dict[str, Any], BeforeValidator(_json_object)]
+
+#: True while `validated(..., from_file=True)` reads a file: then the fields a model lists in
+#: `_required_in_files` must be present (their defaults serve code that builds models only).
+#: A context variable, not pydantic's validation context, which a custom `__init__` (ours,
+#: below) does not pass on to nested models.
+_reading_file: ContextVar[bool] = ContextVar("qpm_zoo_reading_file", default=False)
 
 
 # -- models and their errors ----------------------------------------------------------------
@@ -104,6 +159,9 @@ class StrictModel(BaseModel):
 
     #: Optional parts config.json leaves out when absent (rather than writing null).
     _omitted_when_none: ClassVar[tuple[str, ...]] = ()
+    #: Fields a file must state although code may leave them to their defaults (set with
+    #: `required_in_files`, which also checks them).
+    _required_in_files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **data: Any) -> None:
         """Keyword construction, validated like a file (errors name the class)."""
@@ -111,6 +169,17 @@ class StrictModel(BaseModel):
             super().__init__(**data)
         except ValidationError as e:
             raise InvalidFields(e, type(self).__name__) from None
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        target = handler.resolve_ref_schema(schema)
+        if cls._required_in_files:
+            required = target.setdefault("required", [])
+            required.extend(n for n in cls._required_in_files if n not in required)
+        return schema
 
     @model_serializer(mode="wrap")
     def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -125,12 +194,36 @@ class StrictModel(BaseModel):
         return self.model_dump(mode="json")
 
 
-def validated(model: type[M], data: Any, source: str) -> M:
-    """`model` validated from `data`; a failure is one ConfigError line naming `source`."""
+def required_in_files(*names: str) -> Any:
+    """A model's check that a file states `names`, which code may leave to their defaults: what
+    a model's predictions depend on is never guessed from a file that does not say it.
+
+    Use in the class body as `_stated = required_in_files("a", "b")` beside
+    `_required_in_files = ("a", "b")` (which the JSON Schema lists as required).
+    """
+
+    def check(cls: type, data: Any) -> Any:
+        if _reading_file.get() and isinstance(data, Mapping):
+            for name in names:
+                if name not in data:
+                    raise FieldProblem(
+                        name, "required field is missing (predictions depend on it; no default)"
+                    )
+        return data
+
+    return model_validator(mode="before")(classmethod(check))  # type: ignore[arg-type]
+
+
+def validated(model: type[M], data: Any, source: str, *, from_file: bool = False) -> M:
+    """`model` validated from `data`; a failure is one ConfigError line naming `source`.
+    `from_file`: `data` is a file's content, so `_required_in_files` fields must be in it."""
+    token = _reading_file.set(from_file)
     try:
         return model.model_validate(data)
     except ValidationError as e:
         raise config_error(e, source) from None
+    finally:
+        _reading_file.reset(token)
 
 
 #: pydantic's error types in our words (the rest keep pydantic's message).

@@ -73,6 +73,7 @@ def load_weights_strict(model: nn.Module, path: Path, config: QPMConfig) -> None
         if tensor.dtype.is_floating_point and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path}: tensor '{name}' holds NaN or infinite values")
     _check_head_against_config(tensors, path, config)
+    _check_std(tensors, path)
     model.load_state_dict(tensors, strict=True)
 
 
@@ -93,6 +94,19 @@ def _check_head_against_config(
     if bias is not None and not np.array_equal(tensors["head.bias"].float().numpy(), bias):
         raise CheckpointError(
             f"{path}: tensor 'head.bias' disagrees with config.json 'assignment.bias'"
+        )
+
+
+def _check_std(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """The features' standard deviations divide them: one of 0 (or below) would make the
+    normalised feature, and the logit, a million times too large."""
+    std = tensors["head.std"].float()
+    low = torch.nonzero(std <= 0).flatten()
+    if len(low):
+        j = int(low[0])
+        raise CheckpointError(
+            f"{path}: tensor 'head.std' holds {float(std[j])} at feature {j}; standard "
+            "deviations must be positive"
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from qpm_zoo.config import Interpolation, timm_kwargs
 
 from .config_files import read_config_file
 from .data.config import DataConfig
@@ -51,12 +54,33 @@ class ModelSection(Section):
         False  #: false, true (timm or offline weights) or a weights file path
     )
     reduced_strides: StrictBool = False
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    kwargs: dict[str, Any] = Field(default_factory=dict)  #: as config.json's backbone.kwargs
     input_size: PositiveInt = 224
-    interpolation: StrictStr | None = None  #: None: the backbone's timm default
+    interpolation: Interpolation | None = None  #: None: the backbone's timm default
     crop_pct: Fraction | None = None
     mean: tuple[StrictFloat, ...] | None = None
-    std: tuple[StrictFloat, ...] | None = None
+    std: tuple[PositiveFloat, ...] | None = None  #: divides the pixels: 0 is refused
+
+    @field_validator("input_size")
+    @classmethod
+    def _within_the_limit(cls, value: int) -> int:
+        from qpm_zoo.limits import current_limits, variable_for
+
+        largest = current_limits().max_input_side
+        if value > largest:
+            raise ValueError(
+                f"is {value}, larger than {largest} px (the limit; raise it with "
+                f"{variable_for('max_input_side')})"
+            )
+        return value
+
+    @field_validator("kwargs")
+    @classmethod
+    def _known_kwargs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return timm_kwargs(value)
+        except ValueError as e:
+            raise ValueError(str(e).removeprefix(": ")) from None
 
     @field_validator("pretrained", mode="before")
     @classmethod
@@ -240,10 +264,58 @@ class FitConfig(Section):
 
 def load_fit_config(path: Path, overrides: list[str]) -> FitConfig:
     """A config file with its `--set KEY=VALUE` overrides, checked down to the dataset's files
-    (FitConfigError or DataConfigError otherwise): what `fit` and `demo` start from."""
+    and the backbone timm would build (FitConfigError or DataConfigError otherwise): what `fit`
+    and `demo` start from, so nothing fails after the dense stage has started."""
     from .config_files import parse_overrides
     from .data import check_dataset_files
 
     config = FitConfig.load(path, parse_overrides(overrides))
     check_dataset_files(config.data)
+    check_model_fits(config, class_count(config))
     return config
+
+
+#: Classes of the datasets whose class count is fixed (the others: their config or folders).
+_FIXED_CLASS_COUNTS = {"fashion_mnist": 10, "cub200": 200, "stanford_cars": 196}
+
+
+def class_count(config: FitConfig) -> int:
+    """The number of classes the run will train, without reading an image."""
+    data = config.data
+    if data.name == "concepts":
+        return data.concepts.num_classes
+    if data.name == "imagefolder":
+        from .data.imagefolder import check_files
+
+        return len(check_files(data)["train"])
+    return _FIXED_CLASS_COUNTS[data.name]
+
+
+def check_model_fits(config: FitConfig, num_classes: int) -> None:
+    """What only timm, the disk and the class count can tell, checked before any stage runs:
+    the backbone builds (name, kwargs, reduced strides, size limit; on the meta device, so
+    nothing is allocated), a pretrained file exists, n ≤ its features, and there are enough
+    k-subsets of the n features for every class to have its own (QPM, docs/method.md §3)."""
+    from qpm_zoo.backbone import check_backbone
+    from qpm_zoo.errors import ConfigError
+
+    m, source = config.model, config.source
+    try:
+        features = check_backbone(m.backbone, m.kwargs, m.reduced_strides)
+    except ConfigError as e:
+        raise FitConfigError(f"{source}: model: {e}") from None
+    if isinstance(m.pretrained, str) and not Path(m.pretrained).expanduser().is_file():
+        raise FitConfigError(
+            f"{source}: field 'model.pretrained': weights file {m.pretrained} does not exist"
+        )
+    n, k = config.assignment.n, config.assignment.k
+    if n > features:
+        raise FitConfigError(
+            f"{source}: field 'assignment.n' is {n}, more than the {features} features of "
+            f"backbone '{m.backbone}'"
+        )
+    if config.model_type == "qpm" and math.comb(n, k) < num_classes:
+        raise FitConfigError(
+            f"{source}: field 'assignment.k': {n} features give only {math.comb(n, k)} distinct "
+            f"sets of k={k}, fewer than the {num_classes} classes (each class needs its own)"
+        )

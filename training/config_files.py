@@ -69,7 +69,7 @@ def parse_config_text(text: str, path: Path) -> dict:
         import yaml
 
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_loader_without_aliases())  # a SafeLoader
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark
             where = (
@@ -88,6 +88,26 @@ def parse_config_text(text: str, path: Path) -> dict:
     )
 
 
+def _loader_without_aliases() -> type:
+    """yaml.SafeLoader refusing aliases (`*name`): ten nested aliases expand a 1 KB file to
+    billions of values (a "billion laughs" bomb), and no training config needs them."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    "aliases (*name) are not accepted in training configs",
+                    event.start_mark,
+                )
+            return super().compose_node(parent, index)
+
+    return Loader
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """`--set KEY=VALUE` items as {dotted key: value}, VALUE read as YAML (2 → int, [1, 2] → list)."""
     import yaml
@@ -98,7 +118,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise FitConfigError(f"--set expects KEY=VALUE, got {item!r}")
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            out[key.strip()] = yaml.load(value, Loader=_loader_without_aliases())
         except yaml.YAMLError as e:
             raise FitConfigError(
                 f"--set {item!r}: VALUE is not valid YAML ({_one_line(e)})"
