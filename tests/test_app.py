@@ -4,12 +4,12 @@ torch-free. tests/test_app_browser.py drives the same page in Chromium."""
 
 from __future__ import annotations
 
-import shutil
+import json
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pytest
+from hub.data import exported_checkpoint
 from PIL import Image
 from test_torch_free import run_without_torch
 
@@ -127,11 +127,9 @@ def test_app_command_is_listed_and_checks_its_port(qpm_dir, capsys):
     assert "--port must be between 1 and 65535, got 70000" in capsys.readouterr().err
 
 
-def test_onnx_explorer_serves_without_torch(qpm_dir, image_file, tmp_path):
+def test_onnx_explorer_serves_without_torch(image_file, tmp_path_factory):
     pytest.importorskip("gradio")
-    export = pytest.importorskip("export.onnx_export")
-    folder = Path(shutil.copytree(qpm_dir, tmp_path / "model"))
-    assert export.export_checkpoint(folder).written
+    folder = exported_checkpoint(tmp_path_factory)  # shared with the Hub tests
     result = run_without_torch(
         f"""
         import sys, urllib.request
@@ -153,3 +151,19 @@ def test_onnx_explorer_serves_without_torch(qpm_dir, image_file, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")
+
+
+def test_page_offers_the_examples_and_every_class(qpm_dir, image_file):
+    pytest.importorskip("gradio")
+    from qpm_zoo.app import build_page
+
+    model = load_model(str(qpm_dir))
+    page = build_page(model, examples=[image_file], title="tiny explorer")
+    config = page.get_config_file()
+    assert config["title"] == "tiny explorer"
+    by_id = {c.get("props", {}).get("elem_id"): c["props"] for c in config["components"]}
+    choices = [
+        c[0] if isinstance(c, (list, tuple)) else c for c in by_id["qpm-class-choice"]["choices"]
+    ]
+    assert choices == list(model.label_names)
+    assert image_file.name in json.dumps(config), "the example is offered"

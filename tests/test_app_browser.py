@@ -131,20 +131,24 @@ def test_explorer_in_chromium(page, browser, image_file, tmp_path):
     if os.environ.get("QPM_APP_SCREENSHOT"):
         shutil.copy(screenshot, os.environ["QPM_APP_SCREENSHOT"])
 
+    # a click on a class of the top-k opens its global explanation
     wait = WebDriverWait(browser, 30)
-    browser.find_element(By.ID, "qpm-class-tab-button").click()
-    explained = wait.until(
-        shown.visibility_of_element_located((By.CSS_SELECTOR, "#qpm-class .qpm-class"))
+    runner_up = prediction.top_k[1].label
+    choices = browser.find_elements(By.CSS_SELECTOR, "#qpm-top-classes input[type=radio]")
+    assert [c.get_attribute("value") for c in choices] == [s.label for s in prediction.top_k]
+    next(c for c in choices if c.get_attribute("value") == runner_up).click()
+    wait.until(
+        shown.visibility_of_element_located(
+            (By.CSS_SELECTOR, f"#qpm-class .qpm-class[data-label='{runner_up}']")
+        )
     )
-    assert explained.get_attribute("data-label") == prediction.label
     rows = browser.find_elements(By.CSS_SELECTOR, "#qpm-class .qpm-class-feature")
-    assert len(rows) == len(model.explain_class(prediction.label).features)
+    assert len(rows) == len(model.explain_class(runner_up).features)
 
     browser.find_element(By.ID, "qpm-compare-tab-button").click()
     compared = wait.until(
         shown.visibility_of_element_located((By.CSS_SELECTOR, "#qpm-comparison .qpm-comparison"))
     )
-    runner_up = prediction.top_k[1].label
     assert compared.get_attribute("data-class-a") == prediction.label
     assert compared.get_attribute("data-class-b") == runner_up
     comparison = model.compare(prediction.label, runner_up)

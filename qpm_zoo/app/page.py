@@ -53,6 +53,7 @@ class PredictionPanels:
     compare_a: str | None = None
     compare_b: str | None = None
     comparison_view: str = ""
+    top_classes: tuple[str, ...] = ()  #: the top-k labels, offered to open their explanation
 
 
 class Explorer:
@@ -75,12 +76,13 @@ class Explorer:
         labels = [s.label for s in item.prediction.top_k]
         runner_up = labels[1] if len(labels) > 1 else labels[0]
         return PredictionPanels(
-            prediction=prediction_html(self.model, item, shown),
+            prediction=prediction_html(item, shown),
             class_name=item.prediction.label,
             class_view=self.explain(item.prediction.label),
             compare_a=item.prediction.label,
             compare_b=runner_up,
             comparison_view=self.compare(item.prediction.label, runner_up),
+            top_classes=tuple(labels),
         )
 
     def explain(self, class_name: str | None) -> str:
@@ -115,30 +117,48 @@ def build_page(
     with gr.Blocks(title=title, analytics_enabled=False) as page:
         gr.Markdown(f"# {title}")
         gr.HTML(model_summary_html(model))
-        with gr.Tab("Predict"), gr.Row():
-            with gr.Column(scale=1, min_width=240):
-                upload = gr.File(label="image", type="filepath", elem_id="qpm-upload")
-                if examples:
-                    gr.Examples([[os.fspath(p)] for p in examples], [upload], label="examples")
-            with gr.Column(scale=3):
-                prediction = gr.HTML(elem_id="qpm-prediction")
-        with gr.Tab("Class", elem_id="qpm-class-tab"):
-            class_name = gr.Dropdown(labels, label="class", elem_id="qpm-class-choice")
-            class_view = gr.HTML(elem_id="qpm-class")
-        with gr.Tab("Compare", elem_id="qpm-compare-tab"):
-            with gr.Row():
-                compare_a = gr.Dropdown(labels, label="class A", elem_id="qpm-compare-a")
-                compare_b = gr.Dropdown(labels, label="class B", elem_id="qpm-compare-b")
-            comparison_view = gr.HTML(elem_id="qpm-comparison")
-        with gr.Tab("Assignment"):
-            gr.HTML(assignment_html(model), elem_id="qpm-assignment")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Predict", id="predict"), gr.Row():
+                with gr.Column(scale=1, min_width=240):
+                    upload = gr.File(label="image", type="filepath", elem_id="qpm-upload")
+                    if examples:
+                        gr.Examples([[os.fspath(p)] for p in examples], [upload], label="examples")
+                with gr.Column(scale=3):
+                    prediction = gr.HTML(elem_id="qpm-prediction")
+                    top_classes = gr.Radio(
+                        [],
+                        label="open a class's explanation",
+                        elem_id="qpm-top-classes",
+                        visible=False,
+                    )
+            with gr.Tab("Class", id="class", elem_id="qpm-class-tab"):
+                class_name = gr.Dropdown(labels, label="class", elem_id="qpm-class-choice")
+                class_view = gr.HTML(elem_id="qpm-class")
+            with gr.Tab("Compare", id="compare", elem_id="qpm-compare-tab"):
+                with gr.Row():
+                    compare_a = gr.Dropdown(labels, label="class A", elem_id="qpm-compare-a")
+                    compare_b = gr.Dropdown(labels, label="class B", elem_id="qpm-compare-b")
+                comparison_view = gr.HTML(elem_id="qpm-comparison")
+            with gr.Tab("Assignment", id="assignment"):
+                gr.HTML(assignment_html(model), elem_id="qpm-assignment")
 
-        outputs = [prediction, class_name, class_view, compare_a, compare_b, comparison_view]
+        outputs = [
+            prediction,
+            top_classes,
+            class_name,
+            class_view,
+            compare_a,
+            compare_b,
+            comparison_view,
+        ]
 
         def on_upload(path: str | None) -> tuple:
             panels = explorer.predict(path)
             return (
                 panels.prediction,
+                gr.update(
+                    choices=list(panels.top_classes), value=None, visible=bool(panels.top_classes)
+                ),
                 gr.update(value=panels.class_name) if panels.class_name else gr.update(),
                 panels.class_view or gr.update(),
                 gr.update(value=panels.compare_a) if panels.compare_a else gr.update(),
@@ -149,6 +169,11 @@ def build_page(
         # change: an upload, a picked example, or clearing the file (which clears the panel)
         upload.change(on_upload, [upload], outputs, show_progress="minimal")
         class_name.input(explorer.explain, [class_name], [class_view])
+
+        def open_class(label: str | None) -> tuple:
+            return gr.update(value=label), explorer.explain(label), gr.Tabs(selected="class")
+
+        top_classes.input(open_class, [top_classes], [class_name, class_view, tabs])
         compare_a.input(explorer.compare, [compare_a, compare_b], [comparison_view])
         compare_b.input(explorer.compare, [compare_a, compare_b], [comparison_view])
     return page

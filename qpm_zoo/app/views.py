@@ -66,7 +66,7 @@ def model_summary_html(model: InterpretableModel) -> str:
     )
 
 
-def prediction_html(model: InterpretableModel, item: ExplainedImage, shown_name: str) -> str:
+def prediction_html(item: ExplainedImage, shown_name: str) -> str:
     """The predicted class, its top-k, and one heatmap panel per feature of the class."""
     pred = item.prediction
     expl = pred.explanation
