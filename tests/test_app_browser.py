@@ -4,8 +4,8 @@
 Upload an image, check the label, the k feature panels and their numbers against model.predict,
 refuse bad uploads in the page, open the class and comparison tabs, save a screenshot, and
 measure the time from upload to prediction shown. Set QPM_APP_SCREENSHOT=FILE.png to keep the
-screenshot (docs/app.png is made this way) and QPM_APP_MODEL=DIR to serve another checkpoint
-(e.g. the demo's) instead of the test model.
+screenshot (docs/app.png is made this way), QPM_APP_MODEL=DIR to serve another checkpoint
+(e.g. the demo's) instead of the test model and QPM_APP_IMAGE=FILE to upload another image.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _browser():
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(flag)
-    options.add_argument("--window-size=1280,1000")
+    options.add_argument("--window-size=1280,1100")
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
@@ -101,7 +101,12 @@ def _prediction_html(browser) -> str:
     return browser.find_element(By.CSS_SELECTOR, ".qpm-prediction").get_attribute("outerHTML")
 
 
-def test_explorer_in_chromium(page, browser, image_file, tmp_path):
+@pytest.fixture(scope="module")
+def photo(image_file) -> Path:
+    return Path(os.environ.get("QPM_APP_IMAGE") or image_file)
+
+
+def test_explorer_in_chromium(page, browser, photo, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as shown
     from selenium.webdriver.support.ui import WebDriverWait
@@ -110,15 +115,15 @@ def test_explorer_in_chromium(page, browser, image_file, tmp_path):
     browser.get(url)
     images = []
     for i in range(3):  # distinct names: each upload is a new prediction panel
-        images.append(tmp_path / f"photo{i}.png")
-        shutil.copy(image_file, images[-1])
+        images.append(tmp_path / f"photo{i}{photo.suffix}")
+        shutil.copy(photo, images[-1])
     seconds = [
         _upload(browser, path, f".qpm-prediction[data-input='{path.name}']") for path in images
     ]
     print(f"\nupload → prediction with heatmaps shown: {', '.join(f'{s:.2f}' for s in seconds)} s")
     assert min(seconds) < SHOWN_WITHIN_S
 
-    prediction = model.predict(str(image_file))
+    prediction = model.predict(str(photo))
     assert_shows(_prediction_html(browser), prediction)
     label = browser.find_element(By.CSS_SELECTOR, ".qpm-label").text
     assert label == prediction.label

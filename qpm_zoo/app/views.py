@@ -18,10 +18,10 @@ from .heat import model_input, overlay, png_data_uri
 CSS = """
 .qpm-prediction h2 { margin: 0 0 .2em 0; }
 .qpm-head { display: flex; gap: 1.2em; align-items: flex-start; flex-wrap: wrap; }
-.qpm-head img, .qpm-feature img { width: 224px; height: auto; image-rendering: pixelated;
+.qpm-head img, .qpm-feature img { width: 196px; height: auto; image-rendering: pixelated;
   border-radius: 4px; }
 .qpm-features { display: flex; flex-wrap: wrap; gap: .8em; margin-top: .8em; }
-.qpm-feature { margin: 0; width: 224px; font-size: .85em; }
+.qpm-feature { margin: 0; width: 196px; font-size: .85em; }
 .qpm-feature figcaption { line-height: 1.35; }
 .qpm-pos { color: #a4161a; } .qpm-neg { color: #1d4e89; }
 .qpm-equation { font-family: ui-monospace, monospace; font-size: .9em; margin-top: .6em; }
