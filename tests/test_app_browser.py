@@ -57,12 +57,17 @@ def model_dir(qpm_dir) -> Path:
     return Path(os.environ.get("QPM_APP_MODEL") or qpm_dir)
 
 
-@pytest.fixture(scope="module")
-def page(model_dir):
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def page(request, model_dir, tmp_path_factory):
+    """The page served on 127.0.0.1 with the PyTorch model, then with its ONNX export."""
     pytest.importorskip("gradio")
     from qpm_zoo.app import load_model, serve
 
-    model = load_model(str(model_dir))
+    if request.param == "onnx" and not (model_dir / "model.onnx").is_file():
+        export = pytest.importorskip("export.onnx_export")
+        model_dir = Path(shutil.copytree(model_dir, tmp_path_factory.mktemp("onnx") / "model"))
+        assert export.export_checkpoint(model_dir).written
+    model = load_model(str(model_dir), onnx=request.param == "onnx")
     served = serve(model, host="127.0.0.1", port=_free_port(), block=False)
     assert served.local_url.startswith("http://127.0.0.1:")
     yield model, served.local_url
@@ -120,7 +125,9 @@ def test_explorer_in_chromium(page, browser, photo, tmp_path):
     seconds = [
         _upload(browser, path, f".qpm-prediction[data-input='{path.name}']") for path in images
     ]
-    print(f"\nupload → prediction with heatmaps shown: {', '.join(f'{s:.2f}' for s in seconds)} s")
+    backend = type(model).__name__
+    shown_in = ", ".join(f"{s:.2f}" for s in seconds)
+    print(f"\n{backend}: upload → prediction with heatmaps shown: {shown_in} s")
     assert min(seconds) < SHOWN_WITHIN_S
 
     prediction = model.predict(str(photo))
@@ -133,7 +140,7 @@ def test_explorer_in_chromium(page, browser, photo, tmp_path):
     screenshot = tmp_path / "app.png"
     browser.save_screenshot(str(screenshot))
     assert Image.open(screenshot).size[0] > 0
-    if os.environ.get("QPM_APP_SCREENSHOT"):
+    if os.environ.get("QPM_APP_SCREENSHOT") and backend == "QPM":
         shutil.copy(screenshot, os.environ["QPM_APP_SCREENSHOT"])
 
     # a click on a class of the top-k opens its global explanation
