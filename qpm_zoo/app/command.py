@@ -41,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
     from ..viz.examples import find_images
     from .loading import load_model
-    from .page import serve
+    from .page import require_gradio, serve
 
+    require_gradio()  # before the model loads: a missing extra fails at once
     examples = find_images(args.examples) if args.examples else []
     model = load_model(args.model, onnx=args.onnx, revision=args.revision, device=args.device)
     print(f"serving {args.model} on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)

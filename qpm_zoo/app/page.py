@@ -31,7 +31,8 @@ from .views import (
 DEFAULT_TOP_K = 5
 
 
-def _gradio() -> Any:
+def require_gradio() -> Any:
+    """The gradio module, or MissingDependencyError naming the `[app]` extra."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read at import: no calls home
     try:
         import gradio
@@ -110,7 +111,7 @@ def build_page(
     top_k: int = DEFAULT_TOP_K,
 ) -> Any:
     """The explorer as a `gradio.Blocks` (not launched; `serve` launches it)."""
-    gr = _gradio()
+    gr = require_gradio()
     explorer = Explorer(model, top_k)
     labels = list(model.label_names)
     title = title or f"qpm-zoo explorer: {model.config.model_type.upper()}"
