@@ -5,13 +5,15 @@ torch-free. tests/test_app_browser.py drives the same page in Chromium."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 from hub.data import exported_checkpoint
 from PIL import Image
-from test_torch_free import run_without_torch
+from test_torch_free import BLOCK_TORCH, run_without_torch
 
 from qpm_zoo.app import Explorer, load_model
 from qpm_zoo.app.uploads import MAX_UPLOAD_PIXELS
@@ -167,3 +169,16 @@ def test_page_offers_the_examples_and_every_class(qpm_dir, image_file):
     ]
     assert choices == list(model.label_names)
     assert image_file.name in json.dumps(config), "the example is offered"
+
+
+def test_app_without_gradio_names_the_extra(qpm_dir):
+    block_gradio = BLOCK_TORCH.replace('("torch", "torchvision", "timm")', '("gradio",)')
+    result = subprocess.run(
+        [sys.executable, "-c", block_gradio + "from qpm_zoo.cli import main; sys.exit(main())"]
+        + ["app", str(qpm_dir), "--onnx"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "needs gradio, which is not installed: pip install 'qpm-zoo[app]'" in result.stderr
+    assert "Traceback" not in result.stderr
