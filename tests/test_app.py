@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,3 +183,48 @@ def test_app_without_gradio_names_the_extra(qpm_dir):
     assert result.returncode == 2
     assert "needs gradio, which is not installed: pip install 'qpm-zoo[app]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _labelled_folder(root: Path, labels, per_class: int) -> Path:
+    rng = np.random.default_rng(5)
+    for label in labels:
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (40 + 7 * i, 50, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{i}.png")
+    return root
+
+
+def test_conformal_prediction_sets_reach_their_coverage(qpm_dir, image_file, tmp_path):
+    from qpm_zoo.app import calibrate
+    from qpm_zoo.errors import UsageError
+
+    model = load_model(str(qpm_dir))
+    folder = _labelled_folder(tmp_path / "calibration", model.label_names, 4)
+    calibration = calibrate(model, folder, coverage=0.8)
+    assert calibration.images == 20
+    # on the calibration images themselves at least 80 % of the sets hold the true class
+    items = model.predict_with_maps(sorted(str(p) for p in folder.rglob("*.png")))
+    truths = [model.class_index(Path(i.name).parent.name) for i in items]
+    held = [t in calibration.prediction_set(i.logits) for i, t in zip(items, truths)]
+    assert sum(held) / len(held) >= 0.8
+
+    panels = Explorer(model, calibration=calibration).predict(str(image_file))
+    (shown,) = Elements(panels.prediction)["qpm-set"]
+    item = model.predict_with_maps(str(image_file))[0]
+    expected = [model.label_names[c] for c in calibration.prediction_set(item.logits)]
+    assert json.loads(shown["data-classes"]) == expected
+    probabilities = np.exp(item.logits - item.logits.max())
+    probabilities /= probabilities.sum()
+    assert expected == [
+        model.label_names[c]
+        for c in np.argsort(-probabilities)
+        if 1 - probabilities[c] <= calibration.threshold
+    ]
+
+    (folder / "Robin").mkdir()
+    with pytest.raises(UsageError, match="Robin: the folder names no class of the model"):
+        calibrate(model, folder)
+    small = _labelled_folder(tmp_path / "small", model.label_names[:2], 1)
+    with pytest.raises(UsageError, match="2 images cannot calibrate a coverage of 0.99"):
+        calibrate(model, small, coverage=0.99)

@@ -1,6 +1,7 @@
 """The explanation explorer: a local web page (Gradio) to upload an image and see the prediction,
 its top-k and the k features with their heatmaps and exact contributions; every class's global
-explanation, two classes compared, and the class × feature assignment.
+explanation, two classes compared, the class × feature assignment, and with a calibration
+(`--calibration DIR`) each prediction's conformal prediction set.
 
     qpm app MODEL [--onnx] [--port P]          (pip install 'qpm-zoo[app]')
 
@@ -10,7 +11,16 @@ torch. The same page runs as a Hugging Face Space (`python -m training publish -
 
 from __future__ import annotations
 
+from .conformal import ConformalCalibration, calibrate
 from .loading import load_model
 from .page import Explorer, PredictionPanels, build_page, serve
 
-__all__ = ["Explorer", "PredictionPanels", "build_page", "load_model", "serve"]
+__all__ = [
+    "ConformalCalibration",
+    "Explorer",
+    "PredictionPanels",
+    "build_page",
+    "calibrate",
+    "load_model",
+    "serve",
+]

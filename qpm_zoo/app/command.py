@@ -1,6 +1,7 @@
 """serve the explanation explorer: a local web page to upload images and browse explanations
 
     qpm app MODEL [--onnx] [--port P] [--host H] [--examples DIR_OR_FILE ...]
+                  [--calibration DIR [--coverage 0.9]]
 
 Needs the `[app]` extra (`pip install 'qpm-zoo[app]'`); with --onnx no torch is loaded.
 """
@@ -35,6 +36,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="example images offered in the page (folders are searched recursively)",
     )
 
+    p.add_argument(
+        "--calibration",
+        metavar="DIR",
+        help="labelled images (one subfolder per class, named by its label) to calibrate "
+        "conformal prediction sets on at start; each prediction then shows its set",
+    )
+    p.add_argument(
+        "--coverage",
+        type=float,
+        default=0.9,
+        help="with --calibration: the share of sets that hold the true class (default 0.9)",
+    )
+
 
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
@@ -46,6 +60,16 @@ def run(args: argparse.Namespace) -> int:
     require_gradio()  # before the model loads: a missing extra fails at once
     examples = find_images(args.examples) if args.examples else []
     model = load_model(args.model, onnx=args.onnx, revision=args.revision, device=args.device)
+    calibration = None
+    if args.calibration is not None:
+        from .conformal import calibrate
+
+        calibration = calibrate(model, args.calibration, args.coverage)
+        print(
+            f"calibrated {calibration.coverage:.0%} prediction sets on {calibration.images} "
+            f"images (threshold 1 - p <= {calibration.threshold:.4f})",
+            flush=True,
+        )
     print(f"serving {args.model} on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
-    serve(model, host=args.host, port=args.port, examples=examples)
+    serve(model, host=args.host, port=args.port, examples=examples, calibration=calibration)
     return 0

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError, MissingDependencyError
 from ..explain import InterpretableModel
+from .conformal import ConformalCalibration
 from .uploads import MAX_UPLOAD_BYTES, check_upload
 from .views import (
     CSS,
@@ -61,9 +62,15 @@ class Explorer:
     """The page's handlers for one model (torch `QPM` or `QPMOnnx`): plain functions of their
     inputs that return HTML, so they are tested without a browser."""
 
-    def __init__(self, model: InterpretableModel, top_k: int = DEFAULT_TOP_K):
+    def __init__(
+        self,
+        model: InterpretableModel,
+        top_k: int = DEFAULT_TOP_K,
+        calibration: ConformalCalibration | None = None,
+    ):
         self.model = model
         self.top_k = top_k
+        self.calibration = calibration
 
     def predict(self, path: str | None) -> PredictionPanels:
         if not path:
@@ -77,7 +84,12 @@ class Explorer:
         labels = [s.label for s in item.prediction.top_k]
         runner_up = labels[1] if len(labels) > 1 else labels[0]
         return PredictionPanels(
-            prediction=prediction_html(item, shown),
+            prediction=prediction_html(
+                item,
+                shown,
+                self._prediction_set(item.logits),
+                self.calibration,
+            ),
             class_name=item.prediction.label,
             class_view=self.explain(item.prediction.label),
             compare_a=item.prediction.label,
@@ -85,6 +97,11 @@ class Explorer:
             comparison_view=self.compare(item.prediction.label, runner_up),
             top_classes=tuple(labels),
         )
+
+    def _prediction_set(self, logits: np.ndarray) -> tuple[str, ...] | None:
+        if self.calibration is None:
+            return None
+        return tuple(self.model.label_names[c] for c in self.calibration.prediction_set(logits))
 
     def explain(self, class_name: str | None) -> str:
         if not class_name:
@@ -109,10 +126,12 @@ def build_page(
     examples: Sequence[str | os.PathLike] = (),
     title: str | None = None,
     top_k: int = DEFAULT_TOP_K,
+    calibration: ConformalCalibration | None = None,
 ) -> Any:
-    """The explorer as a `gradio.Blocks` (not launched; `serve` launches it)."""
+    """The explorer as a `gradio.Blocks` (not launched; `serve` launches it); with a
+    `calibration`, each prediction shows its conformal prediction set."""
     gr = require_gradio()
-    explorer = Explorer(model, top_k)
+    explorer = Explorer(model, top_k, calibration)
     labels = list(model.label_names)
     title = title or f"qpm-zoo explorer: {model.config.model_type.upper()}"
     with gr.Blocks(title=title, analytics_enabled=False) as page:
@@ -194,12 +213,13 @@ def serve(
     port: int | None = None,
     examples: Sequence[str | os.PathLike] = (),
     title: str | None = None,
+    calibration: ConformalCalibration | None = None,
     block: bool = True,
 ) -> Any:
     """Build the page and serve it on `host:port` (None: Gradio's GRADIO_SERVER_NAME/PORT, as a
     Hugging Face Space sets them). With `block=False` it returns the running page; its
     `local_url` is the address and `close()` stops it."""
-    page = build_page(model, examples=examples, title=title)
+    page = build_page(model, examples=examples, title=title, calibration=calibration)
     _warm_up(model)
     folders = sorted({os.path.dirname(os.path.abspath(p)) for p in examples})
     page.launch(

@@ -8,10 +8,12 @@ browser test compares with `model.predict`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from html import escape
 
 from ..explain import ClassComparison, ClassExplanation, ExplainedImage, InterpretableModel
+from .conformal import ConformalCalibration
 from .heat import model_input, overlay, png_data_uri
 
 #: The page's own styles (passed to Gradio's launch).
@@ -66,9 +68,29 @@ def model_summary_html(model: InterpretableModel) -> str:
     )
 
 
-def prediction_html(item: ExplainedImage, shown_name: str) -> str:
-    """The predicted class, its top-k, and one heatmap panel per feature of the class."""
+def prediction_set_html(labels: Sequence[str], calibration: ConformalCalibration) -> str:
+    """The conformal prediction set: the classes that, together, hold the true one with the
+    calibrated probability."""
+    names = ", ".join(escape(n) for n in labels) or "(empty: no class is plausible enough)"
+    return (
+        f'<p class="qpm-set" data-classes="{escape(json.dumps(list(labels)))}" '
+        f'data-coverage="{calibration.coverage!r}"><b>{calibration.coverage:.0%} prediction set'
+        f"</b> (conformal, {calibration.images} calibration images): {names}</p>"
+    )
+
+
+def prediction_html(
+    item: ExplainedImage,
+    shown_name: str,
+    prediction_set: Sequence[str] | None = None,
+    calibration: ConformalCalibration | None = None,
+) -> str:
+    """The predicted class, its top-k (and with a calibration its prediction set), and one
+    heatmap panel per feature of the class."""
     pred = item.prediction
+    calibrated = (
+        "" if calibration is None else prediction_set_html(prediction_set or (), calibration)
+    )
     expl = pred.explanation
     rows = "".join(
         f'<tr class="qpm-topk-row" data-label="{escape(s.label)}" data-probability="{s.probability!r}"'
@@ -99,6 +121,7 @@ def prediction_html(item: ExplainedImage, shown_name: str) -> str:
         f'<div class="qpm-head"><img alt="model input" src="{png_data_uri(model_input(item.view))}">'
         f'<div><h2 class="qpm-label">{escape(pred.label)}</h2>'
         f"<p>{escape(shown_name)}: p = {pred.probability:.4f}, logit {pred.logit:.4f}</p>"
+        f"{calibrated}"
         f'<table class="qpm-table qpm-topk"><tr><th>class</th><th>probability</th>'
         f"<th>logit</th></tr>{rows}</table></div></div>"
         f'<div class="qpm-equation">logit {expl.logit:.4f} = {" ".join(terms)}</div>'
