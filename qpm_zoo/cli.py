@@ -303,7 +303,7 @@ def _schema(args: argparse.Namespace) -> None:
     sys.stdout.write("\n")
 
 
-COMMANDS: dict[str, Command] = {
+COMMANDS: dict[str, Command | str] = {
     "predict": Command(
         "classify images; each prediction with its exact explanation", _predict_arguments, _predict
     ),
@@ -330,6 +330,7 @@ COMMANDS: dict[str, Command] = {
         _assignment,
     ),
     "schema": Command("print config.json's JSON Schema", lambda p: None, _schema),
+    "app": "qpm_zoo.app.command",
 }
 
 

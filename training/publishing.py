@@ -192,7 +192,7 @@ def publish(
         f"Publish {plan.config.model_type} checkpoint ({plan.config.backbone.name}, "
         f"{plan.config.num_classes} classes) with qpm-zoo {__version__}"
     )
-    with _hub_errors(api.endpoint, plan.repo_id, plan.revision):
+    with hub_errors(api.endpoint, plan.repo_id, plan.revision):
         repo_url = api.create_repo(plan.repo_id, private=private, exist_ok=True)
         if plan.revision != DEFAULT_REVISION:
             api.create_branch(plan.repo_id, branch=plan.revision, exist_ok=True)
@@ -206,7 +206,7 @@ def publish(
 
 
 @contextmanager
-def _hub_errors(endpoint: str, repo_id: str, revision: str) -> Iterator[None]:
+def hub_errors(endpoint: str, repo_id: str, revision: str) -> Iterator[None]:
     """Turns the client's HTTP and connection errors into one-line PublishErrors."""
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError

@@ -4,7 +4,8 @@ No installable server accepts huggingface_hub's uploads, so this one implements 
 the client (2.x, with HF_HUB_DISABLE_XET=1) calls, as its code reads them (hf_api.py,
 _commit_api.py, lfs.py, file_download.py):
 
-    POST /api/repos/create                              create_repo (409 if it exists)
+    POST /api/repos/create                              create_repo (409 if it exists); models
+                                                        and Spaces (/api/spaces/..., /spaces/...)
     POST /api/validate-yaml                             README.md metadata check before a commit
     POST /api/models/{repo}/branch/{branch}             create_branch
     POST /api/models/{repo}/preupload/{rev}             which files go through LFS
@@ -42,6 +43,7 @@ from .git_objects import GITATTRIBUTES, LfsPointer, git_blob_oid, is_lfs_path
 #: Regular files larger than this go through LFS whatever their name (as on the Hub).
 REGULAR_FILE_LIMIT = 10 * 2**20
 REPO = r"(?P<repo>[^/]+/[^/]+)"
+KIND = r"(?P<kind>models|spaces)"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Commit:
 class Repo:
     repo_id: str
     private: bool
+    sdk: str | None = None  #: a Space's SDK (gradio, ...); None for models
     branches: dict[str, str] = field(default_factory=dict)
     commits: dict[str, Commit] = field(default_factory=dict)
 
@@ -102,6 +105,7 @@ class HubState:
     def __init__(self, tokens: dict[str, str]):
         self.tokens = dict(tokens)  #: token → user name
         self.repos: dict[str, Repo] = {}
+        self.spaces: dict[str, Repo] = {}
         self.blobs: dict[str, bytes] = {}  #: git oid → content of regular files
         self.lfs: dict[str, bytes] = {}  #: sha256 → content of LFS objects
         self.tickets: dict[str, tuple[str, int]] = {}  #: upload ticket → (sha256, size)
@@ -152,19 +156,23 @@ class HubTestServer:
 
     # -- the endpoints ---------------------------------------------------------------------------
     def create_repo(self, body: dict, user: str) -> tuple[int, dict]:
-        if body.get("type", "model") != "model":
-            raise HttpError(400, "this test Hub serves model repositories only")
+        kind = body.get("type", "model")
+        if kind not in ("model", "space"):
+            raise HttpError(400, "this test Hub serves model and Space repositories only")
+        if kind == "space" and not body.get("sdk"):
+            raise HttpError(400, "a Space needs an SDK (gradio, docker or static)")
+        repos = self.state.spaces if kind == "space" else self.state.repos
         name = body.get("name")
         if not isinstance(name, str) or not re.fullmatch(r"[\w.-]+", name):
             raise HttpError(400, f"invalid repository name {name!r}")
         repo_id = f"{body.get('organization') or user}/{name}"
-        url = f"{self.url}/{repo_id}"
-        if repo_id in self.state.repos:
+        url = f"{self.url}/{'spaces/' if kind == 'space' else ''}{repo_id}"
+        if repo_id in repos:
             raise HttpError(
-                409, "You already created this model repo", headers={"X-Error-Url": url}
+                409, f"You already created this {kind} repo", headers={"X-Error-Url": url}
             )
         private = body.get("visibility") == "private" or body.get("private") is True
-        repo = self.state.repos[repo_id] = Repo(repo_id, private)
+        repo = repos[repo_id] = Repo(repo_id, private, body.get("sdk") if kind == "space" else None)
         attributes = self.state.store_regular(GITATTRIBUTES.encode())
         self.state.add_commit(repo, "main", "initial commit", {".gitattributes": attributes})
         return 200, {"url": url, "name": repo_id}
@@ -340,16 +348,24 @@ def _handler_for(hub: HubTestServer) -> type[BaseHTTPRequestHandler]:
     routes: list[tuple[str, re.Pattern, str]] = [
         ("POST", re.compile(r"/api/repos/create"), "create"),
         ("POST", re.compile(r"/api/validate-yaml"), "validate"),
-        ("POST", re.compile(rf"/api/models/{REPO}/branch/(?P<rev>[^/]+)"), "branch"),
-        ("POST", re.compile(rf"/api/models/{REPO}/preupload/(?P<rev>[^/]+)"), "preupload"),
-        ("POST", re.compile(rf"/api/models/{REPO}/commit/(?P<rev>[^/]+)"), "commit"),
+        ("POST", re.compile(rf"/api/{KIND}/{REPO}/branch/(?P<rev>[^/]+)"), "branch"),
+        ("POST", re.compile(rf"/api/{KIND}/{REPO}/preupload/(?P<rev>[^/]+)"), "preupload"),
+        ("POST", re.compile(rf"/api/{KIND}/{REPO}/commit/(?P<rev>[^/]+)"), "commit"),
         ("POST", re.compile(rf"/{REPO}\.git/info/lfs/objects/batch"), "lfs_batch"),
         ("POST", re.compile(rf"/{REPO}\.git/info/lfs/objects/verify"), "lfs_verify"),
         ("PUT", re.compile(r"/lfs-upload/(?P<ticket>[0-9a-f]{64})"), "lfs_put"),
-        ("GET", re.compile(rf"/api/models/{REPO}(?:/revision/(?P<rev>[^/]+))?"), "info"),
-        ("GET", re.compile(rf"/api/models/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?"), "tree"),
-        ("GET", re.compile(rf"/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)"), "resolve"),
-        ("HEAD", re.compile(rf"/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)"), "resolve"),
+        ("GET", re.compile(rf"/api/{KIND}/{REPO}(?:/revision/(?P<rev>[^/]+))?"), "info"),
+        ("GET", re.compile(rf"/api/{KIND}/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?"), "tree"),
+        (
+            "GET",
+            re.compile(rf"(?:/(?P<kind>spaces))?/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)"),
+            "resolve",
+        ),
+        (
+            "HEAD",
+            re.compile(rf"(?:/(?P<kind>spaces))?/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)"),
+            "resolve",
+        ),
     ]
 
     class Handler(BaseHTTPRequestHandler):
@@ -450,7 +466,8 @@ def _handler_for(hub: HubTestServer) -> type[BaseHTTPRequestHandler]:
 
         def _repo(self, params: dict, write: bool = False) -> Repo:
             user = self._user(required=write)
-            repo = hub.state.repos.get(params["repo"])
+            repos = hub.state.spaces if params.get("kind") == "spaces" else hub.state.repos
+            repo = repos.get(params["repo"])
             if repo is None or (repo.private and user is None):
                 raise HttpError(401, "Repository not found", "RepoNotFound")
             return repo
