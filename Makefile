@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements/torch.txt requirements/dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements/dev.txt
-	$(BIN)/python -m pip install -q -e '.[train,export,onnx,viz,dev]'
+	$(BIN)/python -m pip install -q -e '.[train,export,onnx,viz,app,dev]'
 # olah (a Hub mirror the download tests run against) in a venv of its own: its server
 # dependencies stay out of the product's environment.
 	@test -x $(VENV)/olah/bin/python || $(PYTHON) -m venv $(VENV)/olah
