@@ -198,7 +198,7 @@ def _export(
 
     from qpm_zoo.model import QPM
 
-    from .torch_to_onnx import check_graph, export_graph
+    from .torch_to_onnx import check_graph, export_graph, head_metadata
 
     steps(f"loading {model_dir}")
     model = QPM.from_pretrained(model_dir)
@@ -217,6 +217,7 @@ def _export(
         input_size=tuple(config.preprocessing.input_size),
         dynamic_batch=True,
         feature_map_size=graph.feature_map_size,
+        **head_metadata(model),
         exporter={
             "method": "torch.onnx.export(dynamo=True)",
             "io_dtype": "float32",
