@@ -511,10 +511,10 @@ class QPMOnnx(InterpretableModel, CheckpointHubMixin, library_name="qpm-zoo"):
 
     def __repr__(self) -> str:
         c = self.config
-        variant = "" if self.variant is None else f", variant={self.variant}"
+        dtype = self.record.dtype if self.variant is None else self.variant
         return (
             f"QPMOnnx({c.model_type}, backbone={c.backbone.name}, classes={c.num_classes}, "
-            f"n={c.n_features}, file={self._name}, dtype={self.record.dtype}{variant}, "
+            f"n={c.n_features}, file={self._name}, dtype={dtype}, "
             f"providers={self.providers})"
         )
 

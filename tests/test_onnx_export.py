@@ -139,20 +139,23 @@ def test_validation_catches_a_different_model(exported):
     assert not report.passed and report.worst("logits").max_rel > 1e-2
 
 
-def test_fp16_export(qpm_dir, tmp_path, capsys):
-    folder = shutil.copytree(qpm_dir, tmp_path / "m")
-    code, out, err = run(capsys, "onnx", folder, "--fp16", "--json")
+def test_fp16_variant_export(exported, photo_folder, tmp_path, capsys):
+    """--fp16 (as --precision fp16) adds a float16 variant beside the float32 export."""
+    folder = shutil.copytree(exported[0], tmp_path / "m")
+    code, out, err = run(capsys, "onnx", folder, "--fp16", "--images", photo_folder, "--json")
     assert code == 0, err
     result = json.loads(out)
-    record = result["record"]
-    assert record["dtype"] == "float16" and record["validation"]["tolerance"] == FP16_TOLERANCE
-    worst = max(r["max_rel"] for r in result["validation"])
-    assert 1e-6 < worst <= FP16_TOLERANCE  # float16 really computes (differs), within the bound
-    graph = onnx.load(str(folder / "model.onnx"))
+    variant = result["variant"]
+    assert (variant["file"], variant["precision"]) == ("model.fp16.onnx", "float16")
+    assert variant["validation"]["top1_agreement"] >= 0.995
+    assert 1e-6 < variant["validation"]["max_rel_diff"]["logits"] <= FP16_TOLERANCE  # computes
+    record = QPMConfig.load(folder / "config.json").onnx
+    assert record.dtype == "float32" and record.variants["float16"].to_dict() == variant
+    graph = onnx.load(str(folder / "model.fp16.onnx"))
     types = {t.data_type for t in graph.graph.initializer if len(t.dims) == 4}  # conv weights
     assert types == {onnx.TensorProto.FLOAT16}
     assert [i.type.tensor_type.elem_type for i in graph.graph.input] == [onnx.TensorProto.FLOAT]
-    model = QPMOnnx.from_pretrained(folder)
+    model = QPMOnnx.from_pretrained(folder, variant="float16")
     assert model.forward_arrays(np.zeros((2, 3, 64, 64), np.float32)).logits.dtype == np.float32
 
 
