@@ -224,6 +224,7 @@ class VariantReport:
             "max_logit_abs_diff": self.max_logit_diff,
             "max_rel_diff": dict(self.max_rel_diff),
             "explanation_residual": self.explanation_residual,
+            "passed": self.passed,
         }
 
     def summary(self) -> str:

@@ -57,8 +57,12 @@ def export_variant(
     calibration: Sequence[str] | None = None,
     limit: int = 1000,
     calibration_limit: int = 256,
+    force: bool = False,
 ) -> VariantResult:
-    """Build, validate and (if it meets its target) write one variant of the export."""
+    """Build, validate and (if it meets its target, or `force`) write one variant of the export.
+
+    `force` is for benchmarks on random weights, whose near-tied logits make agreement
+    meaningless; the variant's record still says whether it met its target."""
     model_dir = Path(model_dir)
     config = QPMConfig.load(model_dir / CONFIG_NAME)
     if config.onnx is None:
@@ -78,7 +82,15 @@ def export_variant(
         )
     with Steps() as steps:
         return _export_variant(
-            model_dir, config, precision, sources, calibration, limit, calibration_limit, steps
+            model_dir,
+            config,
+            precision,
+            sources,
+            calibration,
+            limit,
+            calibration_limit,
+            steps,
+            force,
         )
 
 
@@ -91,6 +103,7 @@ def _export_variant(
     limit: int,
     calibration_limit: int,
     steps: Steps,
+    force: bool,
 ) -> VariantResult:
     from qpm_zoo.model import QPM
 
@@ -159,7 +172,7 @@ def _export_variant(
     variant = variant.model_copy(update={"validation": report.to_record()})
     steps.done()
     path = model_dir / variant.file
-    if not report.passed:
+    if not (report.passed or force):
         return VariantResult(path, variant, report, written=False)
     updated = config.replace(
         onnx=record.model_copy(update={"variants": {**record.variants, precision: variant}})

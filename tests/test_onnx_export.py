@@ -14,7 +14,7 @@ import onnx
 import pytest
 from conftest import make_model
 
-from export.bench import BenchRow, BenchSettings, format_report
+from export.bench import BenchRow, BenchSettings, PipelineRow, format_report
 from export.cli import main
 from export.errors import ExportError
 from export.onnx_validate import (
@@ -207,23 +207,12 @@ def test_real_views_are_distinct_crops():
 
 
 # -- bench -----------------------------------------------------------------------------------------
-def test_bench_reports_throughput_ratio_and_head_share(exported, capsys):
+def test_bench_reports_ratios_head_share_and_the_pipeline(exported, capsys):
     folder, _ = exported
     code, out, err = run(
-        capsys,
-        "bench",
-        folder,
-        "--batch",
-        "1",
-        "3",
-        "--repeats",
-        "2",
-        "--min-time",
-        "0",
-        "--warmup",
-        "1",
-        "--json",
-    )
+        capsys, "bench", folder, "--batch", "1", "3", "--repeats", "2", "--min-time", "0",
+        "--warmup", "1", "--json",
+    )  # fmt: skip
     assert code == 0, err
     data = json.loads(out)
     assert data["settings"]["threads"] == 2 and data["settings"]["ort_providers"] == [
@@ -237,30 +226,34 @@ def test_bench_reports_throughput_ratio_and_head_share(exported, capsys):
         assert 0 < r["head_share"] < 1 and r["head_share"] == pytest.approx(
             r["head_ms"] / r["torch_ms"]
         )
-        assert r["ratio"] > 0
+        assert r["ratio"] > 0 and r["int8_ms"] is None  # this checkpoint has no int8 variant
+    pipeline = data["pipeline"]
+    assert (pipeline["batch"], pipeline["images"]) == (3, 64)
+    assert pipeline["predict_ms"] > 0 and pipeline["session_ms"] > 0
 
     settings = BenchSettings(**data["settings"])
-    text = format_report(settings, [BenchRow(**r) for r in rows])
+    text = format_report(settings, [BenchRow(**r) for r in rows], PipelineRow(**pipeline))
     assert text.startswith("test_resnet 64x64, 5 classes, n=6; 2 threads each")
-    header, _rule, first, second, target = text.splitlines()[1:]
-    assert header.split() == [
-        "batch",
-        "torch",
-        "img/s",
-        "ort",
-        "img/s",
-        "ort/torch",
-        "head",
-        "share",
-        "torch",
-        "ms",
-        "ort",
-        "ms",
-        "head",
-        "ms",
-    ]
-    assert first.split()[0] == "1" and second.split()[0] == "3" and first.split()[5] == "%"
-    assert target.startswith("target:")
+    header, _rule, first, second, predict, target = text.splitlines()[1:]
+    assert header.split() == (
+        [
+            "batch",
+            "torch",
+            "ms",
+            "ort",
+            "ms",
+            "ort/torch",
+            "torch",
+            "img/s",
+            "ort",
+            "img/s",
+            "head",
+            "share",
+        ]
+    )
+    assert first.split()[0] == "1" and second.split()[0] == "3" and first.split()[-1] == "%"
+    assert predict.startswith("predict on 64 PNG files, batch 3:") and "overhead" in predict
+    assert target.startswith("targets:")
 
 
 def test_bench_needs_an_export(qpm_dir, capsys):
