@@ -157,9 +157,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def random_checkpoint(backbone: str, input_size: int, folder: Path) -> Path:
+def random_checkpoint(backbone: str, input_size: int, folder: Path, int8: bool = True) -> Path:
     """A QPM on `backbone` with random weights and assignment, with its float32 export and an
-    int8 variant calibrated on real photos: speed does not depend on what the weights learnt."""
+    int8 variant calibrated on real photos (in `folder`/../photos): speed does not depend on
+    what the weights learnt."""
     import torch
 
     from qpm_zoo import PreprocessConfig
@@ -172,8 +173,8 @@ def random_checkpoint(backbone: str, input_size: int, folder: Path) -> Path:
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    classes, n, k = 200, 50, 5
     bb = Backbone.create(backbone)
+    classes, n, k = 200, min(50, bb.num_features), 5
     weight = np.zeros((classes, n), np.float32)
     for c in range(classes):
         weight[c, rng.choice(n, k, replace=False)] = 1.0
@@ -200,7 +201,8 @@ def random_checkpoint(backbone: str, input_size: int, folder: Path) -> Path:
     export_checkpoint(folder, images=[str(p) for p in sorted(photos.iterdir())[:2]])
     # Random weights give near-tied logits, so agreement says little here: write it regardless
     # (its record says whether it met the target).
-    export_variant(folder, "int8", images=[str(photos)], calibration=[str(photos)], force=True)
+    if int8:
+        export_variant(folder, "int8", images=[str(photos)], calibration=[str(photos)], force=True)
     return folder
 
 
