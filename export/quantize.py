@@ -1,6 +1,6 @@
 """INT8 static quantisation of a float32 export with onnxruntime's tools, for CPU servers.
 
-Only the backbone is quantised: the nodes the last convolution depends on (itself included).
+Only the backbone is quantised: the convolutions and the nodes they depend on.
 The head (selection, pooling, normalisation with μ and σ, the class weights) stays float32, so
 a quantised export's explanations still add up exactly for its own outputs: its logits are the
 class weights times its features. Weights are int8 per output channel, activations uint8 with
@@ -38,14 +38,14 @@ class BatchReader:
 
 
 def backbone_nodes(graph: Any) -> list[str]:
-    """Names of the nodes (of an onnx.GraphProto) the last Conv depends on, itself included: the
-    backbone's part of the graph (what comes after it is the head, or feeds only the head)."""
+    """Names of the nodes (of an onnx.GraphProto) that are a Conv or that a Conv depends on: the
+    backbone's part of the graph (what comes after the last convolutions is the head)."""
     nodes = list(graph.node)
     convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
     if not convs:
         raise ExportError("the graph has no Conv node: nothing to quantise in its backbone")
     producer = {out: i for i, n in enumerate(nodes) for out in n.output}
-    keep, stack = set(), [convs[-1]]
+    keep, stack = set(), list(convs)
     while stack:
         i = stack.pop()
         if i in keep:
