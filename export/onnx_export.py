@@ -1,13 +1,18 @@
 """Export a checkpoint to ONNX (model.onnx), validate it against PyTorch, record it in config.json.
 
-    python -m export onnx MODEL_DIR [--out FILE] [--opset N] [--fp16] [--images IMG ...] [--json]
+    python -m export onnx MODEL_DIR [--out FILE] [--opset N] [--images IMG ...] [--json]
+    python -m export onnx MODEL_DIR --precision fp16 [--images SOURCE ...]        (a variant)
+    python -m export onnx MODEL_DIR --quantize int8 --calibration SOURCE [...]    (a variant)
 
 The graph is checked with onnx.checker, then run with onnxruntime (CPU) through QPMOnnx, the
 same loader users get, on random and real images at batch 1 and 5, and compared with the
 PyTorch model output by output (see export.onnx_validate for the measure). Only an export that
 passes is written: model.onnx and config.json's `onnx` entry (file, opset, SHA-256, dtype,
 input size, measured differences) replace the checkpoint together (qpm_zoo.checkpoint), and an
-earlier export is dropped. A failing export changes nothing on disk.
+earlier export is dropped (its variants too). A failing export changes nothing on disk.
+
+`--precision fp16` and `--quantize int8` add a variant beside the float32 export instead (see
+export.onnx_variants), validated by top-1 agreement on real images.
 """
 
 from __future__ import annotations
@@ -71,20 +76,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"ONNX opset, {MIN_OPSET} or newer (default {DEFAULT_OPSET})",
     )
     p.add_argument(
-        "--fp16",
-        action="store_true",
-        help="backbone weights and compute in float16 (for GPUs); inputs, outputs and head stay float32",
+        "--precision",
+        choices=["fp32", "fp16"],
+        default="fp32",
+        help="fp32: the main export (model.onnx); fp16: a variant with the backbone in float16 "
+        "for GPU providers (model.fp16.onnx; inputs, outputs and head stay float32)",
+    )
+    p.add_argument(
+        "--fp16", action="store_true", help="the same as --precision fp16 (kept for scripts)"
+    )
+    p.add_argument(
+        "--quantize",
+        choices=["int8"],
+        help="a variant with the backbone statically quantised to int8 for CPU servers "
+        "(model.int8.onnx); needs --calibration",
+    )
+    p.add_argument(
+        "--calibration",
+        nargs="+",
+        metavar="SOURCE",
+        help="images to calibrate int8 ranges on: a folder, files, or the checkpoint's 'train' "
+        "or 'test' split",
     )
     p.add_argument(
         "--images",
         nargs="+",
-        metavar="IMG",
-        help="real images for the validation (default: the photos that ship with scikit-learn)",
+        metavar="SOURCE",
+        help="real images for the validation: files, or for variants also folders or a split "
+        "(default: the scikit-learn photos; for variants the checkpoint's test split)",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=1000,
+        help="variants: at most this many validation images per source (default 1000)",
+    )
+    p.add_argument(
+        "--calibration-limit",
+        type=int,
+        default=256,
+        help="int8: at most this many calibration images per source (default 256)",
     )
     p.add_argument(
         "--tolerance",
         type=float,
-        help=f"largest allowed relative difference (default {FP32_TOLERANCE:g}; {FP16_TOLERANCE:g} with --fp16)",
+        help=f"largest allowed relative difference of the float32 export (default {FP32_TOLERANCE:g})",
     )
     p.add_argument(
         "--json", action="store_true", help="print the record and the validation rows as JSON"
@@ -92,11 +128,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    variant = _variant(args)
+    if variant is not None:
+        return _run_variant(args, variant)
+    if args.calibration:
+        raise UsageError("--calibration is for --quantize int8")
     result = export_checkpoint(
         args.model_dir,
         out=args.out,
         opset=args.opset,
-        fp16=args.fp16,
+        fp16=False,
         images=args.images,
         tolerance=args.tolerance,
     )
@@ -129,6 +170,55 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"python -m export onnx: the export differs from PyTorch by more than {report.tolerance:g}; "
             "nothing was written",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _variant(args: argparse.Namespace) -> str | None:
+    """The variant the options ask for: "float16", "int8" or None (the float32 export)."""
+    fp16 = args.fp16 or args.precision == "fp16"
+    if fp16 and args.quantize:
+        raise UsageError(
+            "--precision fp16 and --quantize int8 are two variants; make one at a time"
+        )
+    if (fp16 or args.quantize) and (args.out is not None or args.tolerance is not None):
+        raise UsageError("--out and --tolerance are for the float32 export, not for variants")
+    return "float16" if fp16 else ("int8" if args.quantize else None)
+
+
+def _run_variant(args: argparse.Namespace, precision: str) -> int:
+    from .onnx_variants import export_variant
+
+    result = export_variant(
+        args.model_dir,
+        precision,
+        images=args.images,
+        calibration=args.calibration,
+        limit=args.limit,
+        calibration_limit=args.calibration_limit,
+    )
+    if args.json:
+        print_json(
+            {
+                "file": str(result.path),
+                "written": result.written,
+                "passed": result.report.passed,
+                "variant": result.variant.to_dict(),
+            }
+        )
+    else:
+        print(result.report.summary())
+        if result.written:
+            size = result.path.stat().st_size / 2**20
+            print(
+                f"wrote {result.path} ({size:.1f} MiB, sha256 {result.variant.sha256[:12]}…) and "
+                f"onnx.variants.{precision} in {args.model_dir / CONFIG_NAME}"
+            )
+    if not result.written:
+        print(
+            f"python -m export onnx: the {precision} variant misses its target; nothing was written",
             file=sys.stderr,
         )
         return 1
@@ -198,7 +288,7 @@ def _export(
 
     from qpm_zoo.model import QPM
 
-    from .torch_to_onnx import check_graph, export_graph
+    from .torch_to_onnx import check_graph, export_graph, head_metadata
 
     steps(f"loading {model_dir}")
     model = QPM.from_pretrained(model_dir)
@@ -217,6 +307,7 @@ def _export(
         input_size=tuple(config.preprocessing.input_size),
         dynamic_batch=True,
         feature_map_size=graph.feature_map_size,
+        **head_metadata(model),
         exporter={
             "method": "torch.onnx.export(dynamo=True)",
             "io_dtype": "float32",

@@ -182,3 +182,94 @@ def validate(
         agree += int(np.sum(got.logits.argmax(1) == ref.logits.argmax(1)))
         total += len(item.pixel_values)
     return ValidationReport(tuple(rows), tolerance, agree, total)
+
+
+#: Top-1 agreement with PyTorch float32 on real images a variant must reach to be written.
+AGREEMENT_TARGETS = {"float16": 0.995, "int8": 0.99}
+#: |logit − (Σ contributions + bias)| / max(max|logit|, 1) above which an explanation is inexact.
+EXACTNESS_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class VariantReport:
+    """How a float16 or int8 variant compares with PyTorch float32 on real images."""
+
+    precision: str
+    images: int
+    top1_agree: int
+    max_logit_diff: float  #: largest |variant logit − torch logit| over all images and classes
+    max_rel_diff: dict[str, float]  #: per output, as `difference` measures it
+    explanation_residual: float  #: largest relative gap of logit vs Σ contributions + bias
+    target: float
+
+    @property
+    def agreement(self) -> float:
+        return self.top1_agree / self.images if self.images else 0.0
+
+    @property
+    def exact(self) -> bool:
+        return self.explanation_residual <= EXACTNESS_TOLERANCE
+
+    @property
+    def passed(self) -> bool:
+        return self.images > 0 and self.agreement >= self.target and self.exact
+
+    def to_record(self) -> dict:
+        """The summary config.json keeps under onnx.variants.<precision>.validation."""
+        return {
+            "reference": "PyTorch float32",
+            "images": self.images,
+            "top1_agreement": self.agreement,
+            "target": self.target,
+            "max_logit_abs_diff": self.max_logit_diff,
+            "max_rel_diff": dict(self.max_rel_diff),
+            "explanation_residual": self.explanation_residual,
+            "passed": self.passed,
+        }
+
+    def summary(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        exact = "exact" if self.exact else "NOT exact"
+        return (
+            f"{self.precision}: top-1 agreement with PyTorch float32 {100 * self.agreement:.2f} % "
+            f"on {self.images} real images (target {100 * self.target:.1f} %), largest logit "
+            f"difference {self.max_logit_diff:.3g}; explanations {exact} (residual "
+            f"{self.explanation_residual:.1e}): {verdict}"
+        )
+
+
+def explanation_residual(
+    model: InterpretableModel, logits: np.ndarray, features: np.ndarray
+) -> float:
+    """Largest |logit − (W · features + bias)| over a batch, relative to the logits' scale: zero
+    (up to float32 rounding) when every class's explanation adds up to its logit."""
+    implied = (
+        features.astype(np.float64) @ model.class_weights.T.astype(np.float64) + model.class_bias
+    )
+    gap = float(np.max(np.abs(logits.astype(np.float64) - implied)))
+    return gap / max(float(np.max(np.abs(logits))), 1.0)
+
+
+def validate_variant(
+    reference: InterpretableModel,
+    candidate: InterpretableModel,
+    batches: Sequence[np.ndarray],
+    precision: str,
+) -> VariantReport:
+    """Compare a variant with the float32 PyTorch model on preprocessed real-image batches."""
+    agree = images = 0
+    max_logit = residual = 0.0
+    rel = dict.fromkeys(OUTPUT_NAMES[:2], 0.0)
+    for batch in batches:
+        ref = reference.forward_arrays(batch)
+        got = candidate.forward_arrays(batch)
+        agree += int(np.sum(got.logits.argmax(1) == ref.logits.argmax(1)))
+        images += len(batch)
+        max_logit = max(max_logit, difference(got.logits, ref.logits)[0])
+        for name, a, b in zip(OUTPUT_NAMES, got, ref):
+            if name in rel:
+                rel[name] = max(rel[name], difference(a, b)[1])
+        residual = max(residual, explanation_residual(candidate, got.logits, got.features))
+    return VariantReport(
+        precision, images, agree, max_logit, rel, residual, AGREEMENT_TARGETS[precision]
+    )

@@ -13,12 +13,19 @@ import copy
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from qpm_zoo.model import QPM
-from qpm_zoo.onnx_model import INPUT_NAME, OUTPUT_NAMES
+from qpm_zoo.onnx_model import (
+    ASSIGNMENT_KEY,
+    HEAD_KEY,
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    head_fingerprints,
+)
 
 from .errors import ExportError
 
@@ -59,8 +66,30 @@ class ExportedGraph:
     feature_map_size: tuple[int, int]
 
 
+def head_metadata(model: QPM) -> dict[str, str]:
+    """The head's fingerprints (qpm_zoo.onnx_model.head_fingerprints) of `model`."""
+    return head_fingerprints(
+        model.config,
+        model.head.mean.detach().cpu().numpy(),
+        model.head.std.detach().cpu().numpy(),
+    )
+
+
+def stamp_metadata(proto: Any, fingerprints: dict[str, str]) -> None:
+    """Write the head's fingerprints into the graph's metadata_props (replacing earlier ones),
+    where QPMOnnx compares them with config.json's record."""
+    keys = {"assignment_sha256": ASSIGNMENT_KEY, "head_sha256": HEAD_KEY}
+    kept = [p for p in proto.metadata_props if p.key not in keys.values()]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for name, key in keys.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, fingerprints[name]
+
+
 def export_graph(model: QPM, opset: int, half: bool = False) -> ExportedGraph:
-    """Export `model` to one self-contained ONNX file's bytes (weights inside, dynamic batch)."""
+    """Export `model` to one self-contained ONNX file's bytes (weights inside, dynamic batch),
+    its head's fingerprints in the graph's metadata."""
     graph = ExportGraph(model.eval(), half=half)
     _, height, width = model.config.preprocessing.input_size
     # Batch 2, not 1: torch.export specialises a dimension whose example size is 1.
@@ -98,6 +127,7 @@ def export_graph(model: QPM, opset: int, half: bool = False) -> ExportedGraph:
     )
     if found != opset:
         raise ExportError(f"asked for opset {opset}, the exporter produced opset {found}")
+    stamp_metadata(proto, head_metadata(model))
     if proto.ByteSize() > _PROTOBUF_LIMIT:
         raise ExportError(
             f"the graph is {proto.ByteSize() / 2**30:.1f} GiB, above protobuf's 2 GiB limit for one "

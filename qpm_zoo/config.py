@@ -46,6 +46,7 @@ __all__ = [
     "Assignment",
     "BackboneConfig",
     "OnnxRecord",
+    "OnnxVariant",
     "PreprocessConfig",
     "Provenance",
     "QPMConfig",
@@ -67,6 +68,8 @@ ModelType = Literal["qpm", "qsenn"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
 CropMode = Literal["center", "squash"]
 OnnxDtype = Literal["float32", "float16"]
+#: The precisions an export variant may have besides the float32 main export (see OnnxVariant).
+OnnxPrecision = Literal["float16", "int8"]
 
 
 def _image_size(value: tuple[int, ...]) -> tuple[int, ...]:
@@ -252,12 +255,34 @@ class Assignment(StrictModel):
         return None if self.bias is None else np.asarray(self.bias, dtype=np.float32)
 
 
+class OnnxVariant(StrictModel):
+    """One more export of the same model in another precision, beside the main export.
+
+    `float16` computes the backbone in half precision (for GPU providers); `int8` is the float32
+    export with its convolutions statically quantised (for CPU servers). The head stays float32
+    in both, so explanations add up exactly for the variant's own outputs. `validation` holds
+    its measured agreement with PyTorch float32 on real images.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    file: CheckpointPath
+    sha256: Sha256
+    precision: OnnxPrecision
+    exporter: dict[str, Any] = Field(default_factory=dict)
+    validation: dict[str, Any] = Field(default_factory=dict)
+
+
 class OnnxRecord(StrictModel):
     """config.json's `onnx` entry: what the export is and what it accepts.
 
     `file` is the export's path inside the checkpoint; `dtype` is the precision the backbone
     computes in (inputs and outputs are always float32 in our exports); `validation` holds the
     exporter's measured differences against PyTorch (free-form, for people and model cards).
+    `assignment_sha256` and `head_sha256` fingerprint the head the graph was exported with (see
+    qpm_zoo.onnx_model.head_fingerprints); the graph carries the same two in its metadata, so
+    an export from another checkpoint is refused even when its record is copied along.
+    `variants` are further exports (float16, int8) of the same model.
     Unknown keys are kept: later exporters may record more facts about their export.
     """
 
@@ -270,10 +295,13 @@ class OnnxRecord(StrictModel):
     input_size: ImageSize
     dynamic_batch: Flag = True
     feature_map_size: tuple[Integer, ...] | None = None
+    assignment_sha256: Sha256 | None = None
+    head_sha256: Sha256 | None = None
     exporter: dict[str, Any] = Field(default_factory=dict)
     validation: dict[str, Any] = Field(default_factory=dict)
+    variants: dict[OnnxPrecision, OnnxVariant] = Field(default_factory=dict)
 
-    _omitted_when_none = ("feature_map_size",)
+    _omitted_when_none = ("feature_map_size", "assignment_sha256", "head_sha256")
 
     @field_validator("feature_map_size")
     @classmethod

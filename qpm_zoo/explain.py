@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -283,7 +284,8 @@ class InterpretableModel:
     def _batches(
         self, inputs: Any, batch_size: int, with_maps: bool
     ) -> Iterator[tuple[list[LoadedImage], np.ndarray, ModelOutput]]:
-        """The one inference loop: load, preprocess and run `inputs` `batch_size` at a time."""
+        """The one inference loop: load, preprocess and run `inputs` `batch_size` at a time, the
+        next batch prepared while the current one runs."""
         _check_positive("batch_size", batch_size)
         if not is_batch(inputs):  # one image: not numbered in names
             batch, loaded = self.preprocessor(inputs)
@@ -291,9 +293,24 @@ class InterpretableModel:
             return
         if len(inputs) == 0:
             raise InputError("no images given (an empty list)")
-        for start in range(0, len(inputs), batch_size):
-            batch, loaded = self.preprocessor(list(inputs[start : start + batch_size]), start)
-            yield loaded, batch, _finite(self.forward_arrays(batch, with_maps=with_maps), loaded)
+        starts = range(0, len(inputs), batch_size)
+
+        def prepare(start: int) -> tuple[np.ndarray, list[LoadedImage]]:
+            return self.preprocessor(list(inputs[start : start + batch_size]), start)
+
+        # Decode and preprocess the next batch in a thread while the backend runs this one:
+        # Pillow and the backends release the GIL, so the model is rarely kept waiting.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qpm-preprocess") as pool:
+            upcoming = pool.submit(prepare, starts[0])
+            for i in range(len(starts)):
+                batch, loaded = upcoming.result()
+                if i + 1 < len(starts):
+                    upcoming = pool.submit(prepare, starts[i + 1])
+                yield (
+                    loaded,
+                    batch,
+                    _finite(self.forward_arrays(batch, with_maps=with_maps), loaded),
+                )
 
     def explain_logits(self, class_index: int, logit: float, features: np.ndarray) -> Explanation:
         """The exact explanation of one class's logit given the normalised features [n]."""

@@ -5,9 +5,14 @@ nothing else (preprocessing and explanations come from qpm_zoo's torch-free modu
 `predict`, `explain_class` and `compare` return the same objects as the PyTorch `QPM`.
 
 Loading is strict, like QPM's: config.json must describe the export (its `onnx` entry, written
-by `python -m export onnx`), the file's SHA-256 must match that entry, and the graph's inputs
-and outputs must agree with config.json (input size, class count, feature count). Each failure
-is a CheckpointError naming the file.
+by `python -m export onnx`), the file's SHA-256 must match that entry, the head the graph was
+exported with (its fingerprint, in the graph's metadata and in the entry) must be the one
+config.json explains with, and the graph's inputs and outputs must agree with config.json
+(input size, class count, feature count). Each failure is a CheckpointError naming the file.
+
+For servers: `variant="float16"` or `"int8"` loads a variant export, `providers=` takes
+onnxruntime's provider names or (name, options) pairs (`cuda_provider`, `tensorrt_provider`
+build the usual ones), and `run_bound` keeps inputs and outputs on the device (IO binding).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 import sys
@@ -24,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import CONFIG_NAME, OnnxRecord, QPMConfig
+from .config import CONFIG_NAME, OnnxPrecision, OnnxRecord, OnnxVariant, QPMConfig
 from .errors import CheckpointError, InputError, MissingDependencyError
 from .explain import InterpretableModel, ModelOutput
 from .hub import CheckpointHubMixin, resolve_file
@@ -38,6 +44,13 @@ OUTPUT_NAMES = ("logits", "features", "feature_maps")
 #: are skipped, and onnxruntime falls back to the CPU when CUDA cannot start.
 DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
+#: Keys of the graph's metadata_props that carry the head's fingerprints (see head_fingerprints).
+ASSIGNMENT_KEY = "qpm_zoo.assignment_sha256"
+HEAD_KEY = "qpm_zoo.head_sha256"
+
+#: Providers whose sessions run on a GPU: IO binding puts their outputs on the device.
+_GPU_PROVIDERS = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
+
 #: onnxruntime's log severities: 2 = warnings (its default), 4 = fatal only.
 _ORT_DEFAULT_SEVERITY = 2
 _ORT_QUIET_SEVERITY = 4
@@ -50,6 +63,73 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def assignment_fingerprint(config: QPMConfig) -> str:
+    """SHA-256 of what config.json says the head computes: the selected channels, each class's
+    features, weights and bias. Recomputed at load time from config.json alone."""
+    a = config.assignment
+    facts = {
+        "selected_features": [int(i) for i in config.selected_features],
+        "class_features": [[int(j) for j in row] for row in a.class_features],
+        "class_weights": None if a.class_weights is None else [list(r) for r in a.class_weights],
+        "bias": None if a.bias is None else list(a.bias),
+        "num_classes": config.num_classes,
+    }
+    text = json.dumps(facts, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def head_fingerprints(config: QPMConfig, mean: np.ndarray, std: np.ndarray) -> dict[str, str]:
+    """The two fingerprints an export carries (metadata) and its record keeps:
+    `assignment_sha256` (config.json's part of the head) and `head_sha256`, which adds the
+    features' normalisation μ and σ (in the weights only, so checked graph against record)."""
+    assignment = assignment_fingerprint(config)
+    digest = hashlib.sha256(assignment.encode())
+    for values in (mean, std):
+        digest.update(np.ascontiguousarray(values, dtype="<f4").tobytes())
+    return {"assignment_sha256": assignment, "head_sha256": digest.hexdigest()}
+
+
+def cuda_provider(device_id: int = 0, **options: Any) -> tuple[str, dict[str, Any]]:
+    """("CUDAExecutionProvider", options) for `providers=`; cuDNN picks its fastest
+    convolutions once per input shape (`cudnn_conv_algo_search`), which fixed-size images suit.
+    Further keyword options are onnxruntime's CUDA provider options, passed as they are."""
+    return "CUDAExecutionProvider", {
+        "device_id": device_id,
+        "cudnn_conv_algo_search": "EXHAUSTIVE",
+        "do_copy_in_default_stream": True,
+        **options,
+    }
+
+
+def tensorrt_provider(
+    engine_cache: str | os.PathLike,
+    device_id: int = 0,
+    fp16: bool = False,
+    max_workspace_bytes: int | None = None,
+    **options: Any,
+) -> tuple[str, dict[str, Any]]:
+    """("TensorrtExecutionProvider", options) that caches built engines (and timing data) in
+    `engine_cache`, so only the first start of a server pays TensorRT's minutes-long build.
+
+    `fp16=True` lets TensorRT pick half-precision kernels for the float32 export. Use it before
+    cuda_provider() and "CPUExecutionProvider" in `providers=`: nodes TensorRT cannot run go
+    to the next provider.
+    """
+    cache = os.fspath(engine_cache)
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    settings: dict[str, Any] = {
+        "device_id": device_id,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": cache,
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": cache,
+        "trt_fp16_enable": fp16,
+    }
+    if max_workspace_bytes is not None:
+        settings["trt_max_workspace_size"] = int(max_workspace_bytes)
+    return "TensorrtExecutionProvider", {**settings, **options}
 
 
 def import_onnxruntime() -> Any:
@@ -165,13 +245,17 @@ class QPMOnnx(InterpretableModel, CheckpointHubMixin, library_name="qpm-zoo"):
         session_options: Any = None,
         verbose: bool = False,
         source: str = CONFIG_NAME,
+        variant: OnnxPrecision | None = None,
     ):
         """Check `model_file` (a path, or the export's bytes) against `config` and open a session.
 
+        `variant` says which of config.json's exports `model_file` is (None: the main one).
         `source` names config.json in error messages.
         """
         self.config = config
         self.record = OnnxRecord.from_config(config, source)
+        self.variant = variant
+        self.variant_record = select_variant(self.record, variant, source)
         self.model_file = model_file if isinstance(model_file, bytes) else Path(model_file)
         name = "the exported graph" if isinstance(model_file, bytes) else str(model_file)
         self._name = name
@@ -186,6 +270,7 @@ class QPMOnnx(InterpretableModel, CheckpointHubMixin, library_name="qpm-zoo"):
                 f"{name}: onnxruntime cannot load it ({type(e).__name__}: {e})"
             ) from None
         self._input_type, self._fixed_batch = self._check_graph()
+        self._check_head(source)
 
     @classmethod
     def _from_pretrained(
@@ -202,17 +287,21 @@ class QPMOnnx(InterpretableModel, CheckpointHubMixin, library_name="qpm-zoo"):
         providers: Sequence[Any] | None = None,
         session_options: Any = None,
         verbose: bool = False,
+        variant: OnnxPrecision | None = None,
     ) -> QPMOnnx:
         """The ONNX export config.json records, checked against it.
 
+        `variant` picks a float16 or int8 variant export instead of the main (float32) one.
         `providers` defaults to CUDA then CPU; `model.providers` says what runs. `verbose=True`
         lets onnxruntime print its warnings (e.g. why CUDA could not start).
         """
         import_onnxruntime()  # fail before downloading anything large
         record = OnnxRecord.from_config(config, str(config_path))
+        chosen = select_variant(record, variant, str(config_path))
+        file = record.file if chosen is None else chosen.file
         onnx_path = resolve_file(
             model_id,
-            record.file,
+            file,
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
@@ -222,8 +311,9 @@ class QPMOnnx(InterpretableModel, CheckpointHubMixin, library_name="qpm-zoo"):
         )
         if onnx_path is None:
             raise CheckpointError(
-                f"{model_id}: config.json describes an ONNX export '{record.file}', but the "
+                f"{model_id}: config.json describes an ONNX export '{file}', but the "
                 "checkpoint has no such file; create it with: python -m export onnx MODEL_DIR"
+                + ("" if variant is None else f" --precision {variant}")
             )
         return cls(
             config,
@@ -232,6 +322,7 @@ class QPMOnnx(InterpretableModel, CheckpointHubMixin, library_name="qpm-zoo"):
             session_options=session_options,
             verbose=verbose,
             source=str(config_path),
+            variant=variant,
         )
 
     # -- load-time checks ----------------------------------------------------------------------
@@ -248,12 +339,48 @@ class QPMOnnx(InterpretableModel, CheckpointHubMixin, library_name="qpm-zoo"):
             actual = hashlib.sha256(self.model_file).hexdigest()
         else:
             actual = file_sha256(self.model_file)
-        if actual != self.record.sha256:
+        expected = self.record.sha256 if self.variant is None else self.variant_record.sha256
+        field = "onnx.sha256" if self.variant is None else f"onnx.variants.{self.variant}.sha256"
+        if actual != expected:
             raise CheckpointError(
-                f"{self._name}: SHA-256 {actual[:12]}… does not match 'onnx.sha256' "
-                f"{self.record.sha256[:12]}… in {source}: the file is damaged or from another "
+                f"{self._name}: SHA-256 {actual[:12]}… does not match '{field}' "
+                f"{expected[:12]}… in {source}: the file is damaged or from another "
                 "export; re-export with: python -m export onnx MODEL_DIR"
             )
+
+    def _check_head(self, source: str) -> None:
+        """The graph's head must be the one config.json explains with: otherwise predictions
+        change and explanations stop adding up. The record's fingerprints are checked against
+        config.json, the graph's metadata against the record."""
+        record = self.record
+        if record.assignment_sha256 is None or record.head_sha256 is None:
+            logger.warning(
+                "%s: 'onnx' has no head fingerprint (an export older than qpm-zoo 0.3?); its head "
+                "cannot be checked against config.json; re-export with: python -m export onnx",
+                source,
+            )
+            return
+        actual = assignment_fingerprint(self.config)
+        if record.assignment_sha256 != actual:
+            raise CheckpointError(
+                f"{source}: 'onnx.assignment_sha256' {record.assignment_sha256[:12]}… is not the "
+                f"fingerprint {actual[:12]}… of this config.json's assignment and selected "
+                "features: the export is from another checkpoint; re-export with: "
+                "python -m export onnx MODEL_DIR"
+            )
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        for key, wanted in (
+            (ASSIGNMENT_KEY, record.assignment_sha256),
+            (HEAD_KEY, record.head_sha256),
+        ):
+            found = metadata.get(key)
+            if found != wanted:
+                got = "none" if found is None else f"{found[:12]}…"
+                raise CheckpointError(
+                    f"{self._name}: the graph's head fingerprint '{key}' is {got}, but {source} "
+                    f"records {wanted[:12]}…: the graph is from another export; re-export with: "
+                    "python -m export onnx MODEL_DIR"
+                )
 
     def _check_graph(self) -> tuple[Any, int | None]:
         """Compare the graph's inputs and outputs with config.json; return the input's element
@@ -326,6 +453,20 @@ class QPMOnnx(InterpretableModel, CheckpointHubMixin, library_name="qpm-zoo"):
 
     def forward_arrays(self, pixel_values: np.ndarray, with_maps: bool = False) -> ModelOutput:
         """Run preprocessed pixel values [B, 3, H, W] (float32, normalised) through the export."""
+        batch = self._checked_batch(pixel_values)
+        names = list(OUTPUT_NAMES if with_maps else OUTPUT_NAMES[:2])
+        if self._fixed_batch is None:
+            results = self.session.run(names, {INPUT_NAME: batch})
+        else:
+            runs = [
+                self.session.run(names, {INPUT_NAME: batch[i : i + 1]}) for i in range(len(batch))
+            ]
+            results = [np.concatenate(parts) for parts in zip(*runs)]
+        results = [np.asarray(r, dtype=np.float32) for r in results]
+        return ModelOutput(results[0], results[1], results[2] if with_maps else None)
+
+    def _checked_batch(self, pixel_values: np.ndarray) -> np.ndarray:
+        """The batch as the graph takes it (contiguous, its input type), or an InputError."""
         batch = np.asarray(pixel_values)
         _, height, width = self.record.input_size
         if batch.ndim != 4 or tuple(batch.shape[1:]) != (3, height, width):
@@ -338,25 +479,63 @@ class QPMOnnx(InterpretableModel, CheckpointHubMixin, library_name="qpm-zoo"):
             raise InputError("pixel_values holds no images (batch size 0)")
         if batch.dtype.kind != "f":
             raise InputError(f"pixel_values must be floating point, got {batch.dtype}")
-        batch = np.ascontiguousarray(batch, dtype=self._input_type)
-        names = list(OUTPUT_NAMES if with_maps else OUTPUT_NAMES[:2])
-        if self._fixed_batch is None:
-            results = self.session.run(names, {INPUT_NAME: batch})
-        else:
-            runs = [
-                self.session.run(names, {INPUT_NAME: batch[i : i + 1]}) for i in range(len(batch))
-            ]
-            results = [np.concatenate(parts) for parts in zip(*runs)]
-        results = [np.asarray(r, dtype=np.float32) for r in results]
-        return ModelOutput(results[0], results[1], results[2] if with_maps else None)
+        return np.ascontiguousarray(batch, dtype=self._input_type)
+
+    @property
+    def device(self) -> str:
+        """Where the session's outputs live when IO-bound: "cuda" on a GPU provider, else "cpu"."""
+        return _GPU_PROVIDERS.get(self.providers[0], "cpu")
+
+    def run_bound(
+        self, pixel_values: Any, with_maps: bool = False, device_id: int = 0
+    ) -> dict[str, Any]:
+        """Run a batch with IO binding: outputs stay on the session's device as OrtValues.
+
+        `pixel_values` is a numpy batch (copied to the device once) or an OrtValue already on
+        it, e.g. from a GPU decoding step, so a server chaining GPU work copies nothing back;
+        call `.numpy()` on an output to fetch it. Returns {output name: OrtValue}.
+        """
+        ort = import_onnxruntime()
+        if isinstance(pixel_values, np.ndarray):
+            batch = self._checked_batch(pixel_values)
+            pixel_values = ort.OrtValue.ortvalue_from_numpy(batch, self.device, device_id)
+        if self._fixed_batch is not None and pixel_values.shape()[0] != self._fixed_batch:
+            raise InputError(f"{self._name} runs one image at a time; IO binding needs batch 1")
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(INPUT_NAME, pixel_values)
+        names = OUTPUT_NAMES if with_maps else OUTPUT_NAMES[:2]
+        for name in names:
+            binding.bind_output(name, self.device, device_id)
+        self.session.run_with_iobinding(binding)
+        return dict(zip(names, binding.get_outputs()))
 
     def __repr__(self) -> str:
         c = self.config
+        dtype = self.record.dtype if self.variant is None else self.variant
         return (
             f"QPMOnnx({c.model_type}, backbone={c.backbone.name}, classes={c.num_classes}, "
-            f"n={c.n_features}, file={self._name}, dtype={self.record.dtype}, "
+            f"n={c.n_features}, file={self._name}, dtype={dtype}, "
             f"providers={self.providers})"
         )
+
+
+def select_variant(
+    record: OnnxRecord, variant: str | None, source: str = CONFIG_NAME
+) -> OnnxVariant | None:
+    """The variant record `variant` names (None: the main export), or an error naming those
+    config.json has."""
+    if variant is None:
+        return None
+    if variant not in ("float16", "int8"):
+        raise InputError(f"variant must be 'float16', 'int8' or None, got {variant!r}")
+    if variant not in record.variants:
+        have = sorted(record.variants) or "none"
+        raise CheckpointError(
+            f"{source}: has no '{variant}' ONNX variant (variants: {have}); create it with: "
+            f"python -m export onnx MODEL_DIR "
+            + ("--precision fp16" if variant == "float16" else "--quantize int8 --calibration DIR")
+        )
+    return record.variants[variant]
 
 
 def _shape_text(shape: Sequence[Any]) -> str:

@@ -91,3 +91,17 @@ def image_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("images") / "bird.png"
     Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory) -> Path:
+    """40 real photographs (views of scikit-learn's sample photos) as PNG files in a folder."""
+    from PIL import Image
+
+    from export.onnx_validate import real_views, sample_photos
+
+    folder = tmp_path_factory.mktemp("photos")
+    for i, view in enumerate(real_views(sample_photos(), 40)):
+        image = view.image if isinstance(view.image, Image.Image) else Image.fromarray(view.image)
+        image.save(folder / f"{i:03d}.png")
+    return folder

@@ -14,7 +14,7 @@ import onnx
 import pytest
 from conftest import make_model
 
-from export.bench import BenchRow, BenchSettings, format_report
+from export.bench import BenchRow, BenchSettings, PipelineRow, format_report
 from export.cli import main
 from export.errors import ExportError
 from export.onnx_validate import (
@@ -139,20 +139,23 @@ def test_validation_catches_a_different_model(exported):
     assert not report.passed and report.worst("logits").max_rel > 1e-2
 
 
-def test_fp16_export(qpm_dir, tmp_path, capsys):
-    folder = shutil.copytree(qpm_dir, tmp_path / "m")
-    code, out, err = run(capsys, "onnx", folder, "--fp16", "--json")
+def test_fp16_variant_export(exported, photo_folder, tmp_path, capsys):
+    """--fp16 (as --precision fp16) adds a float16 variant beside the float32 export."""
+    folder = shutil.copytree(exported[0], tmp_path / "m")
+    code, out, err = run(capsys, "onnx", folder, "--fp16", "--images", photo_folder, "--json")
     assert code == 0, err
     result = json.loads(out)
-    record = result["record"]
-    assert record["dtype"] == "float16" and record["validation"]["tolerance"] == FP16_TOLERANCE
-    worst = max(r["max_rel"] for r in result["validation"])
-    assert 1e-6 < worst <= FP16_TOLERANCE  # float16 really computes (differs), within the bound
-    graph = onnx.load(str(folder / "model.onnx"))
+    variant = result["variant"]
+    assert (variant["file"], variant["precision"]) == ("model.fp16.onnx", "float16")
+    assert variant["validation"]["top1_agreement"] >= 0.995
+    assert 1e-6 < variant["validation"]["max_rel_diff"]["logits"] <= FP16_TOLERANCE  # computes
+    record = QPMConfig.load(folder / "config.json").onnx
+    assert record.dtype == "float32" and record.variants["float16"].to_dict() == variant
+    graph = onnx.load(str(folder / "model.fp16.onnx"))
     types = {t.data_type for t in graph.graph.initializer if len(t.dims) == 4}  # conv weights
     assert types == {onnx.TensorProto.FLOAT16}
     assert [i.type.tensor_type.elem_type for i in graph.graph.input] == [onnx.TensorProto.FLOAT]
-    model = QPMOnnx.from_pretrained(folder)
+    model = QPMOnnx.from_pretrained(folder, variant="float16")
     assert model.forward_arrays(np.zeros((2, 3, 64, 64), np.float32)).logits.dtype == np.float32
 
 
@@ -204,23 +207,12 @@ def test_real_views_are_distinct_crops():
 
 
 # -- bench -----------------------------------------------------------------------------------------
-def test_bench_reports_throughput_ratio_and_head_share(exported, capsys):
+def test_bench_reports_ratios_head_share_and_the_pipeline(exported, capsys):
     folder, _ = exported
     code, out, err = run(
-        capsys,
-        "bench",
-        folder,
-        "--batch",
-        "1",
-        "3",
-        "--repeats",
-        "2",
-        "--min-time",
-        "0",
-        "--warmup",
-        "1",
-        "--json",
-    )
+        capsys, "bench", folder, "--batch", "1", "3", "--repeats", "2", "--min-time", "0",
+        "--warmup", "1", "--json",
+    )  # fmt: skip
     assert code == 0, err
     data = json.loads(out)
     assert data["settings"]["threads"] == 2 and data["settings"]["ort_providers"] == [
@@ -234,30 +226,34 @@ def test_bench_reports_throughput_ratio_and_head_share(exported, capsys):
         assert 0 < r["head_share"] < 1 and r["head_share"] == pytest.approx(
             r["head_ms"] / r["torch_ms"]
         )
-        assert r["ratio"] > 0
+        assert r["ratio"] > 0 and r["int8_ms"] is None  # this checkpoint has no int8 variant
+    pipeline = data["pipeline"]
+    assert (pipeline["batch"], pipeline["images"]) == (3, 64)
+    assert pipeline["predict_ms"] > 0 and pipeline["session_ms"] > 0
 
     settings = BenchSettings(**data["settings"])
-    text = format_report(settings, [BenchRow(**r) for r in rows])
+    text = format_report(settings, [BenchRow(**r) for r in rows], PipelineRow(**pipeline))
     assert text.startswith("test_resnet 64x64, 5 classes, n=6; 2 threads each")
-    header, _rule, first, second, target = text.splitlines()[1:]
-    assert header.split() == [
-        "batch",
-        "torch",
-        "img/s",
-        "ort",
-        "img/s",
-        "ort/torch",
-        "head",
-        "share",
-        "torch",
-        "ms",
-        "ort",
-        "ms",
-        "head",
-        "ms",
-    ]
-    assert first.split()[0] == "1" and second.split()[0] == "3" and first.split()[5] == "%"
-    assert target.startswith("target:")
+    header, _rule, first, second, predict, target = text.splitlines()[1:]
+    assert header.split() == (
+        [
+            "batch",
+            "torch",
+            "ms",
+            "ort",
+            "ms",
+            "ort/torch",
+            "torch",
+            "img/s",
+            "ort",
+            "img/s",
+            "head",
+            "share",
+        ]
+    )
+    assert first.split()[0] == "1" and second.split()[0] == "3" and first.split()[-1] == "%"
+    assert predict.startswith("predict on 64 PNG files, batch 3:") and "overhead" in predict
+    assert target.startswith("targets:")
 
 
 def test_bench_needs_an_export(qpm_dir, capsys):
