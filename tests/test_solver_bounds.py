@@ -97,14 +97,15 @@ def test_no_redundancy_bounds_are_valid(solved):
         assert lagrangian_bound(problem, prices) >= bf.optimum - TOL, seed
 
 
-@pytest.mark.parametrize("pairs", [False, True])
-def test_group_lagrangian_is_a_bound_for_any_multipliers(solved, pairs):
+@pytest.mark.parametrize("cliques_and_pairs", [False, True])
+def test_group_lagrangian_is_a_bound_for_any_multipliers(solved, cliques_and_pairs):
     rng = np.random.default_rng(1)
     for seed, (problem, bf) in solved.items():
         F = problem.num_features
-        groups = redundancy_groups(
-            problem, layer_depth=F, pair_candidates=np.arange(F) if pairs else None
-        )
+        if cliques_and_pairs:
+            groups = redundancy_groups(problem, F, candidates=np.arange(F), max_cliques=20)
+        else:
+            groups = redundancy_groups(problem, F)
         lagrangian = GroupLagrangian(problem, groups)
         for _ in range(5):
             m = Multipliers(
@@ -119,7 +120,7 @@ def test_group_lagrangian_is_a_bound_for_any_multipliers(solved, pairs):
 def test_groups_never_count_more_than_the_penalty(solved):
     for seed, (problem, _) in solved.items():
         F = problem.num_features
-        groups = redundancy_groups(problem, layer_depth=F, pair_candidates=np.arange(F))
+        groups = redundancy_groups(problem, layer_depth=F, candidates=np.arange(F), max_cliques=20)
         cover = group_cover(groups.members, groups.theta, F)
         assert (groups.theta >= 0).all() and (cover <= problem.penalty + 1e-12).all(), seed
 

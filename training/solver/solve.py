@@ -107,7 +107,7 @@ def solve_assignment(
     warm_start=None,
     model_size: ModelSize | None = None,
     heuristic_share: float = 0.15,
-    bound_share: float = 0.15,
+    bound_share: float = 0.25,
 ) -> AssignmentResult:
     """Select `n` of the F features of A [F, C] and give every class `k` distinct ones.
 
