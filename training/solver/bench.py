@@ -24,7 +24,7 @@ from pyscipopt import Model, quicksum
 from qpm_zoo.formatting import format_table
 from training.solver.instances import InstanceSpec, generate_statistics
 from training.solver.problem import CHECK_NAMES, AssignmentProblem
-from training.solver.solve import relative_gap, solve_assignment
+from training.solver.solve import BOUND_SOURCES, AssignmentResult, relative_gap, solve_assignment
 
 #: the plain model holds one Python object per W variable and per row; past this it does not fit
 #: in this project's 23 GB machines (2048x200 = 409,600 ran; 2048x1000 was killed while building)
@@ -128,6 +128,15 @@ def plain_scip(problem: AssignmentProblem, *, time_limit: float, seed: int = 0) 
     }
 
 
+def proven_bounds(result: AssignmentResult) -> dict[str, float]:
+    """Each proven bound of a solve by its source ("relaxation", "lagrangian", "scip")."""
+    return {
+        name: result.details[f"{name}_bound"]
+        for name in BOUND_SOURCES
+        if f"{name}_bound" in result.details
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     prog = "python -m training solver-bench"
     try:
@@ -170,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
             "solver": "qpm-zoo",
             "objective": result.objective,
             "bound": result.bound,
+            "bound_source": result.details.get("bound_source"),
+            "bounds": proven_bounds(result),
             "gap": result.gap,
             "status": result.status,
             "wall_s": round(result.wall_s, 3),

@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 #: statuses of a result: the gap target was proven, the time ran out, or the user stopped it
 STATUSES = ("optimal", "time_limit", "interrupted")
 
+#: where a proven bound comes from: the LP without redundancy, the group Lagrangian, SCIP
+BOUND_SOURCES = ("relaxation", "lagrangian", "scip")
+
 
 class NoFeasibleAssignment(RuntimeError):
     """The time limit ended before any assignment satisfying method.md §3 was found."""
@@ -161,15 +164,14 @@ def solve_assignment(
     # 3. proof (and perhaps a better incumbent). First the closed-form bounds, certified
     # independently of SCIP and all there is when SCIP's root LP does not finish: the LP bound
     # without Z_R, then the group Lagrangian, which sees Z_R and never ends above it.
-    bounds: list[float] = []
+    bounds: dict[str, float] = {}  # by BOUND_SOURCES
     status = "interrupted" if interrupted else "time_limit"
     if not interrupted:
-        bounds.append(no_redundancy_bound(problem))
-        details["relaxation_bound"] = bounds[0]
+        bounds["relaxation"] = no_redundancy_bound(problem)
         budget = bound_share * _remaining(begin, time_limit)
         if budget > 0:
             lagrangian = selection_bound(problem, incumbent=incumbent.value, time_limit=budget)
-            bounds.append(lagrangian.bound)
+            bounds["lagrangian"] = lagrangian.bound
             details.update(lagrangian.to_details())
     if not interrupted and _remaining(begin, time_limit) > 0:
         size = model_size or default_model_size(problem.num_features, problem.num_classes)
@@ -202,12 +204,15 @@ def solve_assignment(
         if outcome.status == "userinterrupt":
             status = "interrupted"
         if _is_bound(outcome.dual_bound) and outcome.status != "infeasible":
-            bounds.append(outcome.dual_bound)
+            bounds["scip"] = outcome.dual_bound
             if outcome.status in ("optimal", "gaplimit"):
                 status = "optimal"
     # every bound is proven, so none is below the incumbent beyond rounding (the tests compare
     # them with brute-force optima); relative_gap reads such rounding as a gap of 0
-    bound = min(bounds) if bounds else None
+    bound = min(bounds.values()) if bounds else None
+    details.update({f"{name}_bound": value for name, value in bounds.items()})
+    if bounds:
+        details["bound_source"] = min(bounds, key=bounds.get)
     gap = relative_gap(incumbent.value, bound)
     if status == "time_limit" and gap is not None and gap <= mip_gap:
         status = "optimal"
