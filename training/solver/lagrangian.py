@@ -335,17 +335,20 @@ def selection_bound(
     *,
     incumbent: float,
     time_limit: float,
+    prices: np.ndarray | None = None,
     layer_depth: int = 20,
     pair_candidates: int = PAIR_CANDIDATES,
     max_cliques: int = 6000,
     iterations: int = 5000,
 ) -> SelectionBound:
-    """U minimised from the no-redundancy prices (so never weaker than that bound).
+    """U minimised from the no-redundancy bound's prices (so never weaker than that bound).
 
-    `incumbent` is a feasible value, the target of the Polyak steps.
+    `incumbent` is a feasible value, the target of the Polyak steps; `prices` are those of
+    `relaxation.refine_prices` when the caller has them already.
     """
     begin = time.monotonic()
-    prices, _ = refine_prices(problem, lp_prices(problem))
+    if prices is None:
+        prices, _ = refine_prices(problem, lp_prices(problem))
     earn = problem.b + np.maximum(problem.alpha * problem.A - prices[None, :], 0.0).sum(axis=1)
     candidates = np.argsort(-earn, kind="stable")[: min(pair_candidates, problem.num_features)]
     groups = redundancy_groups(problem, layer_depth, candidates, max_cliques)

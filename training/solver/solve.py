@@ -29,7 +29,7 @@ from training.solver.heuristic import greedy_selection, tabu_search
 from training.solver.lagrangian import selection_bound
 from training.solver.oracle import Assignment, SelectionOracle
 from training.solver.problem import AssignmentProblem, ObjectiveTerms
-from training.solver.relaxation import no_redundancy_bound
+from training.solver.relaxation import lp_prices, refine_prices
 from training.solver.threshold import ThresholdResult
 
 logger = logging.getLogger(__name__)
@@ -167,10 +167,12 @@ def solve_assignment(
     bounds: dict[str, float] = {}  # by BOUND_SOURCES
     status = "interrupted" if interrupted else "time_limit"
     if not interrupted:
-        bounds["relaxation"] = no_redundancy_bound(problem)
+        prices, bounds["relaxation"] = refine_prices(problem, lp_prices(problem))
         budget = bound_share * _remaining(begin, time_limit)
         if budget > 0:
-            lagrangian = selection_bound(problem, incumbent=incumbent.value, time_limit=budget)
+            lagrangian = selection_bound(
+                problem, incumbent=incumbent.value, time_limit=budget, prices=prices
+            )
             bounds["lagrangian"] = lagrangian.bound
             details.update(lagrangian.to_details())
     if not interrupted and _remaining(begin, time_limit) > 0:
