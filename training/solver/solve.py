@@ -175,7 +175,15 @@ def solve_assignment(
             )
             bounds["lagrangian"] = lagrangian.bound
             details.update(lagrangian.to_details())
-    if not interrupted and _remaining(begin, time_limit) > 0:
+            logger.info(
+                "assignment: %.0f s group Lagrangian bound %.4f (gap %.2f %%)",
+                time.monotonic() - begin,
+                lagrangian.bound,
+                100 * relative_gap(incumbent.value, min(bounds.values())),
+            )
+    # when the closed-form bounds already prove the incumbent within mip_gap, SCIP is not needed
+    proven = bool(bounds) and relative_gap(incumbent.value, min(bounds.values())) <= mip_gap
+    if not interrupted and not proven and _remaining(begin, time_limit) > 0:
         size = model_size or default_model_size(problem.num_features, problem.num_classes)
         exact = ExactModel(problem, size, oracle=oracle)
         exact.add_start(incumbent)
