@@ -252,6 +252,8 @@ def test_solver_bench_json_prints_one_checked_run_per_solver(capsys):
         assert {"objective", "bound", "gap", "wall_s", "checks"} <= set(r)
         assert r["checks"] and all(r["checks"].values())
         assert r["shape"] == "64x10" and r["status"] == "optimal"
+    ours = runs[0]  # the reported bound is the smallest proven one, and says where it is from
+    assert ours["bound"] == min(ours["bounds"].values()) == ours["bounds"][ours["bound_source"]]
     # both solved the same instance to optimality: the same objective
     assert runs[0]["objective"] == pytest.approx(runs[1]["objective"], rel=1e-6)
 

@@ -18,7 +18,7 @@ import re
 import sys
 
 from qpm_zoo.formatting import format_table
-from training.solver.bench import PLAIN_MAX_W, plain_scip
+from training.solver.bench import PLAIN_MAX_W, plain_scip, proven_bounds
 from training.solver.instances import InstanceSpec, generate_statistics
 from training.solver.problem import AssignmentProblem
 from training.solver.solve import solve_assignment
@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
             "solver": "qpm-zoo",
             "objective": result.objective,
             "bound": result.bound,
+            "bound_source": result.details.get("bound_source"),
+            "bounds": proven_bounds(result),
             "gap": result.gap,
             "status": result.status,
             "wall_s": round(result.wall_s, 3),

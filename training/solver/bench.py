@@ -10,7 +10,7 @@ import numpy as np
 from pyscipopt import Model, quicksum
 
 from training.solver.problem import CHECK_NAMES, AssignmentProblem
-from training.solver.solve import relative_gap
+from training.solver.solve import BOUND_SOURCES, AssignmentResult, relative_gap
 
 #: the plain model holds one Python object per W variable and per row; past this it does not fit
 #: in this project's 23 GB machines (2048x200 = 409,600 ran; 2048x1000 was killed while building)
@@ -83,4 +83,13 @@ def plain_scip(problem: AssignmentProblem, *, time_limit: float, seed: int = 0) 
         "time_to_best_s": None,
         "rounds": rounds,
         "checks": problem.checks(selected, weight) if found else dict.fromkeys(CHECK_NAMES, False),
+    }
+
+
+def proven_bounds(result: AssignmentResult) -> dict[str, float]:
+    """Each proven bound of a solve by its source ("relaxation", "lagrangian", "scip")."""
+    return {
+        name: result.details[f"{name}_bound"]
+        for name in BOUND_SOURCES
+        if f"{name}_bound" in result.details
     }

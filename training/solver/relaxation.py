@@ -10,8 +10,8 @@ would pay more than that. U(ν) ≥ the optimum for *every* ν, so the bound doe
 trusting an LP solver's tolerances: HiGHS only supplies good prices (the LP duals), and U is
 evaluated exactly. At the LP's optimal duals U equals the LP bound.
 
-This is the safety net when the exact model has not finished its root LP; the exact model's
-bound (which sees redundancy) is much stronger when it has.
+Its prices start the group Lagrangian (`lagrangian`), which adds redundancy to U and is much
+stronger; this bound is the floor under it and the net when everything else is cut short.
 """
 
 from __future__ import annotations
