@@ -2,7 +2,7 @@
 
 Hundreds of small random instances are solved by brute force (every n-subset, its best
 distinct class sets as a full assignment problem over all k-subsets, written here from
-method.md §3 on the problem's A, b and R̃), and every bound is compared with that optimum:
+docs/method.md §3 on the problem's A, b and R̃), and every bound is compared with that optimum:
 the no-redundancy bound, the group Lagrangian at random and at optimised multipliers, its
 per-feature bounds (against the best selection holding that feature), and `solve_assignment`'s
 reported bound. Half of the instances have classes that all prefer the same features, so the

@@ -17,7 +17,7 @@ So for every ν ∈ R^C and λ ≥ 0,
     U(ν, λ) = k Σ_c ν_c + Σ_G θ_G g(λ_G) + (sum of the n largest v_f),
     v_f = e_f(ν) − Σ_{G ∋ f} θ_G λ_G − ½ L_f,
 
-is an upper bound on the optimum of method.md §3; it is evaluated exactly, so its validity
+is an upper bound on the optimum of docs/method.md §3; it is evaluated exactly, so its validity
 does not rest on a solver's tolerances. λ = 0, L = 0 give back `relaxation.lagrangian_bound`.
 The multipliers are chosen by a subgradient method with Polyak steps towards the incumbent.
 
