@@ -31,11 +31,14 @@ def compute_statistics(ctx: StageContext) -> StatisticsSummary:
     """One pass over the training set (test-time transforms) into DIR/statistics/stats.npz."""
     model = ctx.load_dense()
     acc = StatisticsAccumulator(model.backbone.num_features, len(ctx.class_names))
-    for x, y in progress(ctx.loader("train"), NAME):
-        out = model.forward_all(x.to(ctx.device))
+    for x, y in progress(ctx.loader("train"), NAME):  # this rank's share of the training set
+        out = model.forward_all(x.to(ctx.device, non_blocking=True))
         acc.update(out.features, y, out.feature_maps)
-    stats = acc.finalize()
-    stats.save(statistics_file(ctx))
+    acc = acc.reduced(ctx.dist)  # the sums of every rank's share: the whole training set
+    stats = ctx.dist.on_main(acc.finalize)
+    if ctx.dist.is_main:
+        stats.save(statistics_file(ctx))
+    ctx.dist.barrier()
     return StatisticsSummary(
         num_samples=stats.num_samples,
         num_features=int(stats.A.shape[0]),
