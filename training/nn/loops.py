@@ -26,7 +26,7 @@ from ..config import TrainSection
 from ..errors import TrainingDiverged
 from ..logs import progress
 from ..runtime import Distributed, Precision
-from .fdl import feature_diversity_loss
+from .step import fdl_step
 
 log = logging.getLogger("training")
 
@@ -251,22 +251,21 @@ def _train_epoch(
     for i, (x, y) in enumerate(bar):
         x = x.to(device, non_blocking=True, memory_format=memory_format)
         y = y.to(device, non_blocking=True)
-        with runtime.precision.autocast():
-            out = step(x)
-            ce = nn.functional.cross_entropy(out.logits, y)
-            fdl = feature_diversity_loss(
-                out.feature_maps, out.logits, fdl_weight(), section.fdl_weight
-            )
-            loss = ce + fdl
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        losses = fdl_step(
+            step,
+            fdl_weight,
+            section.fdl_weight,
+            optimizer,
+            scaler,
+            x,
+            y,
+            runtime.precision.autocast,
+        )
         b = len(y)
-        correct = (out.logits.argmax(dim=1) == y).sum()
-        sums += torch.stack(
-            [loss.detach() * b, ce.detach() * b, fdl.detach() * b, correct, y.new_tensor(b)]
-        ).to(torch.float64)
+        correct = (losses.logits.argmax(dim=1) == y).sum()
+        parts = (losses.loss * b, losses.cross_entropy * b, losses.fdl * b, correct)
+        sums[:4] += torch.stack([p.to(torch.float64) for p in parts])
+        sums[4] += b
         if (i + 1) % CHECK_EVERY == 0:
             _check_finite(sums, name, epoch)
             seen = max(float(sums[4]), 1.0)

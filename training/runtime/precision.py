@@ -12,8 +12,6 @@ from typing import Literal
 
 import torch
 
-from ..errors import DeviceError
-
 PrecisionName = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -27,6 +25,8 @@ class Precision:
     device_type: str  #: "cpu" or "cuda"
 
     def __post_init__(self) -> None:
+        from ..errors import DeviceError  # here: the module stays torch-only for gpu_check.py
+
         if self.name not in PRECISIONS:
             raise DeviceError(f"runtime.precision: {self.name!r} is not one of {PRECISIONS}")
         if self.name == "fp16" and self.device_type != "cuda":
