@@ -271,7 +271,9 @@ def _train_epoch(
             seen = max(float(sums[4]), 1.0)
             bar.set_postfix(loss=f"{float(sums[0]) / seen:.3f}", acc=f"{float(sums[3]) / seen:.3f}")
     _check_finite(sums, name, epoch)
-    total, ce_sum, fdl_sum, correct_sum, seen = runtime.dist.sum(sums.cpu().numpy())
+    total, ce_sum, fdl_sum, correct_sum, seen = (
+        float(v) for v in runtime.dist.sum(sums.cpu().numpy())
+    )
     seen = max(seen, 1.0)
     return EpochRecord(
         epoch=epoch + 1,
