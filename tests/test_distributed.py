@@ -127,6 +127,20 @@ def _command(
     return [*launch, "--master_port", str(_free_port()), *fit]
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (torchrun starts its workers in sessions of their
+    own, so killing its process group would leave them running)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
@@ -177,6 +191,9 @@ def test_two_processes_through_every_stage_equal_one(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not Path("/proc/self/stat").exists(), reason="finds torchrun's workers in /proc"
+)
 def test_torchrun_killed_in_dense_training_resumes_with_another_process_count(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({**TINY, "dense": {**TINY["dense"], "epochs": 4}}))
@@ -187,15 +204,17 @@ def test_torchrun_killed_in_dense_training_resumes_with_another_process_count(tm
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
     )
     resume = out / "dense" / "resume.pt"
     deadline = time.monotonic() + 300
     while not resume.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert resume.exists(), "no dense epoch finished"
-    os.killpg(process.pid, signal.SIGKILL)  # torchrun and both workers, mid-training
+    for pid in [*_children(process.pid), process.pid]:  # the workers, then torchrun: a crash
+        os.kill(pid, signal.SIGKILL)
     process.wait()
+    while _children(process.pid):
+        time.sleep(0.1)
     assert not (out / "stages" / "dense.json").exists()
     finished = torch.load(resume, weights_only=True)["epoch"]
     assert 1 <= finished < 4
