@@ -35,10 +35,14 @@ def compute_statistics(ctx: StageContext) -> StatisticsSummary:
         out = model.forward_all(x.to(ctx.device, non_blocking=True))
         acc.update(out.features, y, out.feature_maps)
     acc = acc.reduced(ctx.dist)  # the sums of every rank's share: the whole training set
-    stats = ctx.dist.on_main(acc.finalize)
-    if ctx.dist.is_main:
-        stats.save(statistics_file(ctx))
+    summary = ctx.dist.on_main(lambda: _finalize_and_save(ctx, acc))
     ctx.dist.barrier()
+    return summary
+
+
+def _finalize_and_save(ctx: StageContext, acc: StatisticsAccumulator) -> StatisticsSummary:
+    stats = acc.finalize()
+    stats.save(statistics_file(ctx))
     return StatisticsSummary(
         num_samples=stats.num_samples,
         num_features=int(stats.A.shape[0]),
