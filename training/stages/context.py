@@ -22,7 +22,7 @@ from ..nn.dense import DenseClassifier
 from ..nn.loops import PhaseRuntime
 from ..nn.pretrained import create_backbone
 from ..runtime import Distributed, Precision, default_num_workers, resolve_device
-from ..runtime.loading import loader_seed, seed_worker
+from ..runtime.loading import sample_seed, seed_worker, seeded
 
 log = logging.getLogger("training")
 
@@ -32,18 +32,46 @@ DENSE_WEIGHTS = "weights.safetensors"
 
 class Transformed(Dataset):
     """A dataset of (PIL image, label) seen through one transform (train and statistics passes
-    read the same training images through different transforms)."""
+    read the same training images through different transforms).
 
-    def __init__(self, dataset: Dataset, transform: Callable):
+    Indexed with `(epoch, index)` (by a training loader's EpochSampler) the transform runs
+    seeded with sample_seed(seed, epoch, index): augmentations independent of the workers.
+    """
+
+    def __init__(self, dataset: Dataset, transform: Callable, seed: int = 0):
         self.dataset = dataset
         self.transform = transform
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image, label = self.dataset[index]
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        if isinstance(key, tuple):
+            epoch, index = key
+            image, label = self.dataset[index]
+            with seeded(sample_seed(self.seed, epoch, index)):
+                return self.transform(image), label
+        image, label = self.dataset[key]
         return self.transform(image), label
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """A DistributedSampler's indices paired with its epoch, read when an epoch starts (in the
+    main process, so also with persistent workers)."""
+
+    def __init__(self, sampler: DistributedSampler):
+        self.sampler = sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)  # the shuffle: seed + epoch
+
+    def __iter__(self):
+        epoch = self.sampler.epoch
+        return ((epoch, index) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 def preprocessing_for(model: ModelSection) -> PreprocessConfig:
@@ -102,18 +130,14 @@ class _Shard(Sampler[int]):
 
 
 class EpochLoader:
-    """A training DataLoader that is reseeded per epoch: `set_epoch(e)` reshuffles (the
-    distributed sampler's seed + e) and reseeds the augmentations (the loader's generator)."""
+    """A training DataLoader with `set_epoch(e)`: reshuffled and re-augmented per epoch."""
 
-    def __init__(self, loader: DataLoader, sampler: DistributedSampler, seed: int, rank: int):
+    def __init__(self, loader: DataLoader, sampler: EpochSampler):
         self.loader = loader
         self.sampler = sampler
-        self.seed = seed
-        self.rank = rank
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
-        self.loader.generator.manual_seed(loader_seed(self.seed, self.rank, epoch))
 
     def __iter__(self):
         return iter(self.loader)
@@ -248,16 +272,17 @@ class StageContext:
             shuffle=True,
             seed=self.config.seed,
         )
-        per_rank = len(sampler)
+        epochs = EpochSampler(sampler)
+        transform = train_transform(self.preprocessing, section.augment)
         loader = DataLoader(
-            Transformed(dataset, train_transform(self.preprocessing, section.augment)),
+            Transformed(dataset, transform, seed=self.config.seed),
             batch_size=section.batch_size,
-            sampler=sampler,
-            drop_last=per_rank > section.batch_size,
-            generator=torch.Generator().manual_seed(loader_seed(self.config.seed, 0, 0)),
+            sampler=epochs,
+            drop_last=len(sampler) > section.batch_size,
+            generator=torch.Generator().manual_seed(self.config.seed),
             **options,
         )
-        return EpochLoader(loader, sampler, self.config.seed, self.dist.rank)
+        return EpochLoader(loader, epochs)
 
     def new_dense_model(self, pretrained: bool | str | None = None) -> DenseClassifier:
         """The dense model of the config (the backbone's pretrained weights unless told not)."""
