@@ -141,12 +141,14 @@ def _time_steps(
     clock = time.perf_counter if device.type == "cuda" else time.process_time
 
     def run(count: int) -> float:
+        if count == 0:
+            return 0.0
         _sync(device)
         started = clock()
         for _ in range(count):
             fdl_step(step, weight, beta, optimizer, scaler, x, y, precision.autocast)
         _sync(device)
-        return (clock() - started) / count
+        return max(clock() - started, 1e-9) / count  # a coarse clock may read 0
 
     run(settings.warmup)
     return lambda: run(settings.steps)

@@ -30,14 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qpm_zoo.errors import UsageError
+
     from ..runtime import Distributed, resolve_device
     from ..train_bench import BenchSettings, run_bench, summarise
 
-    for name in ("image_size", "batch", "steps", "rounds", "classes"):
-        if getattr(args, name) < 1:
-            from qpm_zoo.errors import UsageError
-
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("image_size", "batch", "steps", "rounds", "classes", "warmup"):
+        least = 0 if name == "warmup" else 1
+        if getattr(args, name) < least:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least {least}")
     dist = Distributed.from_env()
     device = resolve_device(args.device, dist.local_rank)
     settings = BenchSettings(
