@@ -52,6 +52,7 @@ def test_the_cuda_fit_config_is_valid(gpu_check):
     assert config.runtime.device == "cuda" and config.runtime.precision == "bf16"
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and qpm_zoo
 def test_the_cpu_probe_loads_a_checkpoint_in_float32(gpu_check, qpm_dir):
     done = subprocess.run(
         [sys.executable, "-c", gpu_check._CPU_PROBE, str(qpm_dir)],
