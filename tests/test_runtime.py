@@ -211,3 +211,14 @@ def test_one_process_runs_main_only_work_and_raises_its_errors():
     assert d.on_main(lambda: 3) == 3 and d.broadcast("x") == "x" and d.gather(1) == [1]
     with pytest.raises(KeyError):
         d.on_main(lambda: {}["missing"])
+
+
+def test_the_recorded_scale_is_not_part_of_the_recipe_evaluate_reads(tmp_path):
+    import json
+
+    from training.commands.evaluate import load_recipe
+
+    recipe = FitConfig.from_dict({"data": {"name": "concepts"}, "model": {}}).to_dict()
+    scale = {"world_size": 2, "dense": {"effective_batch_size": 32}}
+    (tmp_path / "config.json").write_text(json.dumps({"training": {**recipe, "scale": scale}}))
+    assert load_recipe(tmp_path, None).to_dict() == recipe

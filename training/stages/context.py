@@ -28,6 +28,13 @@ log = logging.getLogger("training")
 
 #: the dense stage's weights, in DIR/dense/
 DENSE_WEIGHTS = "weights.safetensors"
+#: the key of the checkpoint's `training` record that holds the scale (not a fit config field)
+SCALE_KEY = "scale"
+
+
+def fit_recipe(training: dict) -> dict:
+    """A checkpoint's `training` record as a fit config: without the scale it ran at."""
+    return {key: value for key, value in training.items() if key != SCALE_KEY}
 
 
 class Transformed(Dataset):
@@ -213,7 +220,7 @@ class StageContext:
         """The checkpoint's `training` entry: the recipe and the scale it was trained at."""
         return {
             **self.config.to_dict(),
-            "scale": {
+            SCALE_KEY: {
                 "world_size": self.dist.world_size,
                 "device": self.device.type,
                 "precision": self.config.runtime.precision,
