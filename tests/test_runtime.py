@@ -12,7 +12,7 @@ from training.errors import DeviceError, FitConfigError
 from training.nn.dense import DenseClassifier
 from training.nn.loops import PhaseRuntime, train_phase, training_module
 from training.runtime import Distributed, Precision, default_num_workers, resolve_device
-from training.runtime.loading import sample_seed, seeded
+from training.runtime.loading import loader_seed
 
 
 def test_auto_device_is_cuda_when_present_else_cpu(monkeypatch):
@@ -149,49 +149,10 @@ def test_default_workers_leave_a_core_to_the_loop(monkeypatch):
     assert default_num_workers(world_size=4) == 3
 
 
-def test_augmentation_seeds_differ_across_samples_and_epochs_and_repeat():
-    seeds = {sample_seed(0, epoch, index) for epoch in range(3) for index in range(4)}
-    assert len(seeds) == 12
-    assert sample_seed(0, 1, 2) == sample_seed(0, 1, 2) != sample_seed(1, 1, 2)
-
-
-def test_seeded_augmentation_leaves_the_training_rng_alone():
-    torch.manual_seed(5)
-    expected = torch.rand(3)
-    torch.manual_seed(5)
-    with seeded(123):
-        inside = torch.rand(2)
-    assert torch.equal(torch.rand(3), expected)
-    with seeded(123):
-        assert torch.equal(torch.rand(2), inside)
-
-
-def test_training_loader_draws_the_same_per_epoch_whatever_the_workers(tmp_path):
-    """The same sample gets the same augmentation in the same epoch with 0 or 2 workers (and
-    another one in the next epoch); the shuffle is reseeded per epoch."""
-    from torch.utils.data import DataLoader
-    from torch.utils.data.distributed import DistributedSampler
-
-    from training.stages.context import EpochSampler, Transformed
-
-    class Images(torch.utils.data.Dataset):
-        def __len__(self):
-            return 8
-
-        def __getitem__(self, i):
-            return i, i
-
-    noisy = Transformed(Images(), lambda i: torch.rand(()) + i, seed=0)
-
-    def epoch_values(workers: int, epoch: int) -> dict[int, float]:
-        sampler = EpochSampler(DistributedSampler(Images(), num_replicas=1, rank=0, seed=0))
-        sampler.set_epoch(epoch)
-        loader = DataLoader(noisy, batch_size=4, sampler=sampler, num_workers=workers)
-        return {int(y): float(x) for xs, ys in loader for x, y in zip(xs, ys)}
-
-    first = epoch_values(0, 0)
-    assert epoch_values(2, 0) == first
-    assert epoch_values(0, 1) != first
+def test_loader_seeds_differ_across_ranks_and_epochs_and_repeat():
+    seeds = {loader_seed(0, rank, epoch) for rank in range(2) for epoch in range(3)}
+    assert len(seeds) == 6
+    assert loader_seed(0, 1, 2) == loader_seed(0, 1, 2)
 
 
 def test_torchrun_environment():

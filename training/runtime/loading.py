@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -25,27 +23,10 @@ def default_num_workers(world_size: int = 1) -> int:
     return max(0, min(MAX_DEFAULT_WORKERS, per_process - 1)) if per_process > 2 else 0
 
 
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of one training sample's augmentation in one epoch: it differs across samples
-    (so across workers and ranks) and epochs, and does not depend on which worker or process
-    loads the sample, so a rerun, a resumed run and a run on more processes draw the same."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """torch, numpy and random seeded with `seed` inside, their previous states restored after
-    (a loader in the main process must not reset the training loop's dropout RNG)."""
-    states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        torch.set_rng_state(states[0])
-        np.random.set_state(states[1])
-        random.setstate(states[2])
+def loader_seed(seed: int, rank: int, epoch: int) -> int:
+    """The seed of one process's loader in one epoch: the workers' seeds derive from it, so
+    augmentations differ across workers, ranks and epochs, and a rerun draws the same."""
+    return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
 
 
 def seed_worker(worker_id: int) -> None:

@@ -22,7 +22,7 @@ from ..nn.dense import DenseClassifier
 from ..nn.loops import PhaseRuntime
 from ..nn.pretrained import create_backbone
 from ..runtime import Distributed, Precision, default_num_workers, resolve_device
-from ..runtime.loading import sample_seed, seed_worker, seeded
+from ..runtime.loading import loader_seed, seed_worker
 
 log = logging.getLogger("training")
 
@@ -39,46 +39,18 @@ def fit_recipe(training: dict) -> dict:
 
 class Transformed(Dataset):
     """A dataset of (PIL image, label) seen through one transform (train and statistics passes
-    read the same training images through different transforms).
+    read the same training images through different transforms)."""
 
-    Indexed with `(epoch, index)` (by a training loader's EpochSampler) the transform runs
-    seeded with sample_seed(seed, epoch, index): augmentations independent of the workers.
-    """
-
-    def __init__(self, dataset: Dataset, transform: Callable, seed: int = 0):
+    def __init__(self, dataset: Dataset, transform: Callable):
         self.dataset = dataset
         self.transform = transform
-        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
-        if isinstance(key, tuple):
-            epoch, index = key
-            image, label = self.dataset[index]
-            with seeded(sample_seed(self.seed, epoch, index)):
-                return self.transform(image), label
-        image, label = self.dataset[key]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.dataset[index]
         return self.transform(image), label
-
-
-class EpochSampler(Sampler[tuple[int, int]]):
-    """A DistributedSampler's indices paired with its epoch, read when an epoch starts (in the
-    main process, so also with persistent workers)."""
-
-    def __init__(self, sampler: DistributedSampler):
-        self.sampler = sampler
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)  # the shuffle: seed + epoch
-
-    def __iter__(self):
-        epoch = self.sampler.epoch
-        return ((epoch, index) for index in self.sampler)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
 
 
 def preprocessing_for(model: ModelSection) -> PreprocessConfig:
@@ -137,14 +109,18 @@ class _Shard(Sampler[int]):
 
 
 class EpochLoader:
-    """A training DataLoader with `set_epoch(e)`: reshuffled and re-augmented per epoch."""
+    """A training DataLoader that is reseeded per epoch: `set_epoch(e)` reshuffles (the
+    distributed sampler's seed + e) and reseeds the augmentations (the loader's generator)."""
 
-    def __init__(self, loader: DataLoader, sampler: EpochSampler):
+    def __init__(self, loader: DataLoader, sampler: DistributedSampler, seed: int, rank: int):
         self.loader = loader
         self.sampler = sampler
+        self.seed = seed
+        self.rank = rank
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
+        self.loader.generator.manual_seed(loader_seed(self.seed, self.rank, epoch))
 
     def __iter__(self):
         return iter(self.loader)
@@ -279,17 +255,16 @@ class StageContext:
             shuffle=True,
             seed=self.config.seed,
         )
-        epochs = EpochSampler(sampler)
-        transform = train_transform(self.preprocessing, section.augment)
+        per_rank = len(sampler)
         loader = DataLoader(
-            Transformed(dataset, transform, seed=self.config.seed),
+            Transformed(dataset, train_transform(self.preprocessing, section.augment)),
             batch_size=section.batch_size,
-            sampler=epochs,
-            drop_last=len(sampler) > section.batch_size,
-            generator=torch.Generator().manual_seed(self.config.seed),
+            sampler=sampler,
+            drop_last=per_rank > section.batch_size,
+            generator=torch.Generator().manual_seed(loader_seed(self.config.seed, 0, 0)),
             **options,
         )
-        return EpochLoader(loader, epochs)
+        return EpochLoader(loader, sampler, self.config.seed, self.dist.rank)
 
     def new_dense_model(self, pretrained: bool | str | None = None) -> DenseClassifier:
         """The dense model of the config (the backbone's pretrained weights unless told not)."""
