@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 
-.PHONY: venv demo test test-slow test-all lint clean
+.PHONY: venv demo test test-slow test-all lint clean gpu-check
 
 $(STAMP): pyproject.toml requirements/torch.txt requirements/dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
 test-all: test test-slow
+
+# The GPU check (scripts/gpu_check.py): bench-train, DDP, a CUDA fit, the ONNX GPU checks; one
+# table, and gpu-check.json. It installs nothing: by default the venv's Python if there is one,
+# else PYTHON; on a GPU machine without our venv: make gpu-check PYTHON=python3
+GPU_CHECK_PYTHON := $(if $(filter command line environment,$(origin PYTHON)),$(PYTHON),$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)))
+
+gpu-check:
+	HF_HUB_OFFLINE=1 $(GPU_CHECK_PYTHON) scripts/gpu_check.py --out gpu-check.json
 
 # Style that a tool keeps: the same check CI runs.
 lint: $(STAMP)

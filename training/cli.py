@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "solver-bench": "training.commands.solver_bench",
     "metrics-bench": "training.commands.metrics_bench",
     "data-bench": "training.commands.data_bench",
+    "bench-train": "training.commands.bench_train",
 }
 
 

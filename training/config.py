@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from torch import device as torch_device
 
 from qpm_zoo.config import Interpolation, timm_kwargs
 
@@ -30,6 +31,8 @@ from .config_files import read_config_file
 from .data.config import DataConfig
 from .data.transforms import AUGMENTS
 from .errors import FitConfigError
+from .runtime.device import DEVICE_CHOICES
+from .runtime.precision import PRECISIONS
 from .schema import (
     FieldProblem,
     NonNegativeFloat,
@@ -170,10 +173,28 @@ class QSENNSection(Section):
 class RuntimeSection(Section):
     """How to run, not what to compute: changing these never invalidates a finished stage."""
 
-    device: StrictStr = "cpu"
-    num_workers: NonNegativeInt = 0
+    device: StrictStr = "auto"  #: auto (CUDA when present, else CPU), cpu, cuda or cuda:N
+    precision: Literal[PRECISIONS] = "fp32"  # type: ignore[valid-type]
+    channels_last: StrictBool = False  #: NHWC memory format for CNNs (faster with autocast)
+    compile: StrictBool = False  #: wrap the training model with torch.compile
+    num_workers: NonNegativeInt | None = None  #: None: chosen from the machine's CPUs
     eval_batch_size: PositiveInt = 64
     threads: Annotated[StrictInt, Field(ge=1)] | None = None
+    scale_lr: StrictBool = False  #: multiply learning rates by the number of processes
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value in DEVICE_CHOICES:
+            return value
+        try:
+            torch_device(value)
+        except (RuntimeError, ValueError):
+            raise ValueError(
+                f"{value!r} is no torch device; use one of {', '.join(DEVICE_CHOICES)} or "
+                "e.g. 'cuda:1'"
+            ) from None
+        return value
 
 
 #: sections that may be left out (or written as null): all their fields have defaults

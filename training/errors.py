@@ -24,3 +24,11 @@ class TrainingDiverged(QPMError, FloatingPointError):
 
 class FeatureSelectionError(QPMError, RuntimeError):
     """Q-SENN's feature selection found fewer features carrying signal than it must select."""
+
+
+class DeviceError(QPMError, RuntimeError):
+    """The configured device or precision cannot be had on this machine (e.g. `cuda` without a GPU)."""
+
+
+class DistributedError(QPMError, RuntimeError):
+    """The torchrun environment is inconsistent, or another rank failed (its message is kept)."""

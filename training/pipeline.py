@@ -23,6 +23,7 @@ import torch
 
 from .config import FitConfig
 from .errors import FitConfigError
+from .runtime import Distributed
 from .stage_cache import Stage, StageRunner, write_json
 from .stages import assignment, dense, evaluation, finetune, qsenn, statistics
 from .stages.context import StageContext
@@ -38,11 +39,14 @@ LEGACY_FIT_CONFIG_NAME = "config.json"
 class FitRun:
     """One run folder and the stages that fill it."""
 
-    def __init__(self, config: FitConfig, out: Path):
+    def __init__(self, config: FitConfig, out: Path, dist: Distributed | None = None):
         self.config = config
         self.out = Path(out)
-        self.runner = StageRunner(self.out, lambda sections: config.fingerprint(*sections))
-        self.context = StageContext.create(config, self.out)
+        self.dist = dist or Distributed()
+        self.context = StageContext.create(config, self.out, self.dist)  # the device first
+        self.runner = StageRunner(
+            self.out, lambda sections: config.fingerprint(*sections), self.dist
+        )
 
     def stages(self) -> list[Stage]:
         """The stages of this config's model type, in the order they run."""
@@ -89,6 +93,9 @@ class FitRun:
     def reuse_dense(self, other_run: Path) -> None:
         """Take the finished dense stage of another run folder trained with the same data, model
         and dense settings (e.g. to compare QPM and Q-SENN on the same dense model)."""
+        self.dist.on_main(lambda: self._copy_dense(other_run))
+
+    def _copy_dense(self, other_run: Path) -> None:
         other = StageRunner(Path(other_run), self.runner.fingerprint)
         record = other.read_record(dense.NAME)
         if record is None:
@@ -121,7 +128,8 @@ class FitRun:
 
     def run(self) -> dict[str, dict]:
         """Run what is not finished with this config; every stage's summary, by stage name."""
-        self.record_config()
+        if self.dist.is_main:
+            self.record_config()
         if self.config.runtime.threads:
             torch.set_num_threads(self.config.runtime.threads)
         return self.runner.run(self.stages())

@@ -4,6 +4,10 @@ Each stage's key is a hash of the config sections it reads and of the previous s
 a changed field invalidates the first stage that reads it and everything after, and nothing
 before. A finished stage leaves `stages/<name>.json` (its key, timing and summary); a rerun with
 the same key skips it.
+
+Under torchrun every rank runs every stage (they share its collectives), but rank 0 alone
+decides what to skip, prepares the folders and writes the records; the others follow its
+decisions.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Any
 
 from qpm_zoo.config import write_text_atomic
 
+from .runtime.distributed import Distributed
+
 log = logging.getLogger("training")
 
 
@@ -37,10 +43,16 @@ class Stage:
 class StageRunner:
     """Runs stages in order in one run folder, skipping those finished with the same key."""
 
-    def __init__(self, root: Path, fingerprint: Callable[[tuple[str, ...]], str]):
+    def __init__(
+        self,
+        root: Path,
+        fingerprint: Callable[[tuple[str, ...]], str],
+        dist: Distributed | None = None,
+    ):
         self.root = root
         self.fingerprint = fingerprint
         self.records_dir = root / "stages"
+        self.dist = dist or Distributed()
 
     def record_path(self, name: str) -> Path:
         return self.records_dir / f"{name}.json"
@@ -76,40 +88,52 @@ class StageRunner:
         summaries: dict[str, dict] = {}
         invalid = False
         for stage in stages:
-            record = self.read_record(stage.name)
-            if not invalid and record is not None and record.get("key") == keys[stage.name]:
-                log.info(
-                    "stage %s: already finished (%s), reused", stage.name, record.get("finished")
-                )
-                summaries[stage.name] = record.get("summary", {})
+            reused, invalid = self.dist.on_main(lambda: self._begin(stages, stage, keys, invalid))  # noqa: B023
+            if reused is not None:
+                summaries[stage.name] = reused
                 continue
-            if record is not None and record.get("key") != keys[stage.name]:
-                log.info("stage %s: the config changed since it ran; running it again", stage.name)
-            if not invalid:
-                self._forget_from(stages, stage.name)
-                invalid = True
-            self._prepare_work_dir(stage.name, keys[stage.name])
-            log.info("stage %s: running", stage.name)
+            self.dist.barrier()  # the folder is ready before any rank writes into it
             started = time.perf_counter()
             summary = stage.run()
             seconds = time.perf_counter() - started
-            write_text_atomic(
-                self.record_path(stage.name),
-                json.dumps(
-                    {
-                        "stage": stage.name,
-                        "key": keys[stage.name],
-                        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        "seconds": round(seconds, 2),
-                        "summary": summary,
-                    },
-                    indent=2,
-                )
-                + "\n",
-            )
+            if self.dist.is_main:
+                self._write_record(stage.name, keys[stage.name], seconds, summary)
             log.info("stage %s: finished in %.1f s", stage.name, seconds)
             summaries[stage.name] = summary
+        self.dist.barrier()
         return summaries
+
+    def _begin(
+        self, stages: list[Stage], stage: Stage, keys: dict[str, str], invalid: bool
+    ) -> tuple[dict | None, bool]:
+        """(the summary to reuse, or None to run the stage; whether later stages are stale)."""
+        record = self.read_record(stage.name)
+        if not invalid and record is not None and record.get("key") == keys[stage.name]:
+            log.info("stage %s: already finished (%s), reused", stage.name, record.get("finished"))
+            return record.get("summary", {}), False
+        if record is not None and record.get("key") != keys[stage.name]:
+            log.info("stage %s: the config changed since it ran; running it again", stage.name)
+        if not invalid:
+            self._forget_from(stages, stage.name)
+        self._prepare_work_dir(stage.name, keys[stage.name])
+        log.info("stage %s: running", stage.name)
+        return None, True
+
+    def _write_record(self, name: str, key: str, seconds: float, summary: dict) -> None:
+        write_text_atomic(
+            self.record_path(name),
+            json.dumps(
+                {
+                    "stage": name,
+                    "key": key,
+                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "seconds": round(seconds, 2),
+                    "summary": summary,
+                },
+                indent=2,
+            )
+            + "\n",
+        )
 
     def _forget_from(self, stages: list[Stage], name: str) -> None:
         """`name` reruns, so its record and every later stage's record and results are stale."""

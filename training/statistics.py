@@ -191,6 +191,30 @@ class StatisticsAccumulator:
         self.loc += (omega * peak).sum(dim=0).numpy()
         self.edge -= (omega * on_border).sum(dim=0).numpy()
 
+    def rebase(self, shift: np.ndarray) -> None:
+        """Express the centred sums relative to another shift (they are exact either way:
+        Σ(x−s') = Σ(x−s) + n(s−s'), Σ(x−s')² = Σ(x−s)² + 2(s−s')Σ(x−s) + n(s−s')²)."""
+        shift = np.asarray(shift, dtype=np.float64)
+        if self._shift is not None:
+            d = self._shift - shift
+            self.sum_x2 += 2 * d * self.sum_x + self.num_samples * d**2
+            self.sum_x += self.num_samples * d
+            self.class_sums += self.class_counts[:, None] * d
+        self._shift = shift
+
+    def reduced(self, dist) -> StatisticsAccumulator:  #: dist: training.runtime.Distributed
+        """This accumulator with every rank's sums added (all ranks get the same): the
+        statistics of the whole training set when each rank saw its own share of it."""
+        if not dist.enabled:
+            return self
+        shift = dist.broadcast(self._shift)  # rank 0's first batch: one shift for every rank
+        self.rebase(np.zeros(self.num_features) if shift is None else shift)
+        names = ("sum_x", "sum_x2", "class_sums", "class_counts", "loc", "edge")
+        for name in names:
+            setattr(self, name, dist.sum(getattr(self, name)))
+        self.num_samples = int(dist.sum(np.array([self.num_samples]))[0])
+        return self
+
     def finalize(self) -> AssignmentStatistics:
         if self.num_samples == 0:
             raise ValueError("no samples were accumulated")

@@ -44,7 +44,9 @@ def load_recipe(model_dir: Path, data_config: Path | None) -> FitConfig:
         raise FitConfigError(
             f"{path}: has no training recipe; pass --data CONFIG to say which data to use"
         )
-    return FitConfig.from_dict(training, source=f"{path} (training recipe)")
+    from ..stages.context import fit_recipe
+
+    return FitConfig.from_dict(fit_recipe(training), source=f"{path} (training recipe)")
 
 
 def run(args: argparse.Namespace) -> int:

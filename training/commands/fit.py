@@ -1,7 +1,9 @@
 """Train a QPM (or Q-SENN) through every stage: dense → statistics → assignment → fine-tuning → metrics.
 
 Stages are cached in the run folder: a rerun resumes after the last finished stage, and a
-changed config field reruns only the stages from the first one it affects.
+changed config field reruns only the stages from the first one it affects. Under
+`torchrun --nproc_per_node N -m training fit ...` every stage runs on N processes (rank 0
+logs, prints and writes the run folder).
 """
 
 from __future__ import annotations
@@ -39,12 +41,22 @@ def run(args: argparse.Namespace) -> int:
     from ..logs import setup_logging
     from ..pipeline import FitRun
     from ..reports import summary_rows
+    from ..runtime import Distributed, resolve_device
 
-    fit_run = FitRun(load_fit_config(args.config, args.overrides), args.out)
-    if args.dense_from is not None:
-        fit_run.reuse_dense(args.dense_from)
-    setup_logging(args.out / "fit.log", quiet=args.quiet)
-    summaries = fit_run.run()
+    config = load_fit_config(args.config, args.overrides)
+    dist = Distributed.from_env()
+    dist.init(resolve_device(config.runtime.device, dist.local_rank))
+    try:
+        fit_run = FitRun(config, args.out, dist)
+        if dist.is_main:
+            setup_logging(args.out / "fit.log", quiet=args.quiet)
+        if args.dense_from is not None:
+            fit_run.reuse_dense(args.dense_from)
+        summaries = fit_run.run()
+    finally:
+        dist.close()
+    if not dist.is_main:
+        return 0
     result = {"run": str(args.out), "checkpoint": str(args.out / "model"), "stages": summaries}
     if args.json:
         print_json(result)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import nn
 
-from qpm_zoo.backbone import Backbone
+if TYPE_CHECKING:  # torch-only at run time: scripts/gpu_check.py benchmarks it without our deps
+    from qpm_zoo.backbone import Backbone
 
 
 class DenseOutput(NamedTuple):

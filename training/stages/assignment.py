@@ -72,7 +72,20 @@ class AssignmentSummary(StageSummary):
 
 
 def solve(ctx: StageContext) -> AssignmentSummary:
-    """Solve on the statistics; DIR/assignment/result.json gets the assignment and its report."""
+    """Solve on the statistics, once (rank 0 under torchrun; the result is broadcast, and an
+    error stops every rank); DIR/assignment/result.json gets the assignment and its report."""
+    solved = ctx.dist.on_main(lambda: _solve_and_save(ctx))
+    ctx.dist.barrier()
+    return AssignmentSummary(
+        objective=solved.objective,
+        bound=solved.bound,
+        gap=solved.gap,
+        status=solved.status,
+        wall_s=solved.wall_s,
+    )
+
+
+def _solve_and_save(ctx: StageContext) -> SolvedAssignment:
     from ..solver import solve_assignment
 
     stats = load_statistics(ctx)
@@ -91,13 +104,7 @@ def solve(ctx: StageContext) -> AssignmentSummary:
         raise RuntimeError(f"the assignment violates constraints: {result.checks}")
     solved = SolvedAssignment.from_report(result.to_dict())
     solved.save(ctx.work_dir(NAME))
-    return AssignmentSummary(
-        objective=solved.objective,
-        bound=solved.bound,
-        gap=solved.gap,
-        status=solved.status,
-        wall_s=solved.wall_s,
-    )
+    return solved
 
 
 def load_assignment(ctx: StageContext) -> SolvedAssignment:

@@ -12,18 +12,29 @@ from typing import Any, Self
 import numpy as np
 import torch
 from safetensors.torch import load_file
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data.distributed import DistributedSampler
 
 from qpm_zoo import PreprocessConfig
 
 from ..config import FitConfig, ModelSection, TrainSection
 from ..nn.dense import DenseClassifier
+from ..nn.loops import PhaseRuntime
 from ..nn.pretrained import create_backbone
+from ..runtime import Distributed, Precision, default_num_workers, resolve_device
+from ..runtime.loading import loader_seed, seed_worker
 
 log = logging.getLogger("training")
 
 #: the dense stage's weights, in DIR/dense/
 DENSE_WEIGHTS = "weights.safetensors"
+#: the key of the checkpoint's `training` record that holds the scale (not a fit config field)
+SCALE_KEY = "scale"
+
+
+def fit_recipe(training: dict) -> dict:
+    """A checkpoint's `training` record as a fit config: without the scale it ran at."""
+    return {key: value for key, value in training.items() if key != SCALE_KEY}
 
 
 class Transformed(Dataset):
@@ -60,12 +71,6 @@ def preprocessing_for(model: ModelSection) -> PreprocessConfig:
     )
 
 
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
 @dataclass
 class RunData:
     """The config's datasets, built on first use (a stage that is reused never reads them)."""
@@ -89,25 +94,116 @@ class RunData:
         return self._splits
 
 
+class _Shard(Sampler[int]):
+    """This rank's share of an evaluation pass, in order and without padding (unlike
+    DistributedSampler, which repeats samples to even the shards out)."""
+
+    def __init__(self, indices: list[int]):
+        self.indices = indices
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class EpochLoader:
+    """A training DataLoader that is reseeded per epoch: `set_epoch(e)` reshuffles (the
+    distributed sampler's seed + e) and reseeds the augmentations (the loader's generator)."""
+
+    def __init__(self, loader: DataLoader, sampler: DistributedSampler, seed: int, rank: int):
+        self.loader = loader
+        self.sampler = sampler
+        self.seed = seed
+        self.rank = rank
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        self.loader.generator.manual_seed(loader_seed(self.seed, self.rank, epoch))
+
+    def __iter__(self):
+        return iter(self.loader)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
 @dataclass(frozen=True)
 class StageContext:
-    """A stage's inputs; a stage writes only under `work_dir(its name)` (and `model/`)."""
+    """A stage's inputs; a stage writes only under `work_dir(its name)` (and `model/`), and
+    only on the main process (`dist.is_main`)."""
 
     config: FitConfig
     run_dir: Path
     device: torch.device
     preprocessing: PreprocessConfig
     data: RunData
+    dist: Distributed = field(default_factory=Distributed)
 
     @classmethod
-    def create(cls, config: FitConfig, run_dir: Path) -> StageContext:
+    def create(
+        cls, config: FitConfig, run_dir: Path, dist: Distributed | None = None
+    ) -> StageContext:
+        """Resolves the device and precision first: an unusable one fails before any work."""
+        dist = dist or Distributed()
+        device = resolve_device(config.runtime.device, dist.local_rank)
+        Precision(config.runtime.precision, device.type)
         return cls(
             config=config,
             run_dir=Path(run_dir),
-            device=torch.device(config.runtime.device),
+            device=device,
             preprocessing=preprocessing_for(config.model),
             data=RunData(config),
+            dist=dist,
         )
+
+    @property
+    def precision(self) -> Precision:
+        return Precision(self.config.runtime.precision, self.device.type)
+
+    @property
+    def num_workers(self) -> int:
+        workers = self.config.runtime.num_workers
+        return default_num_workers(self.dist.world_size) if workers is None else workers
+
+    def scale(self, section: TrainSection) -> dict[str, float | int]:
+        """A training phase at this launch's scale: what the log and the checkpoint record."""
+        factor = self.dist.world_size if self.config.runtime.scale_lr else 1
+        record: dict[str, float | int] = {
+            "world_size": self.dist.world_size,
+            "batch_size_per_process": section.batch_size,
+            "effective_batch_size": section.batch_size * self.dist.world_size,
+            "lr": section.lr * factor,
+        }
+        classifier_lr = getattr(section, "classifier_lr", None)
+        if classifier_lr is not None:
+            record["classifier_lr"] = classifier_lr * factor
+        return record
+
+    def phase_runtime(self) -> PhaseRuntime:
+        """How this launch runs an SGD phase (training.nn.loops.train_phase)."""
+        r = self.config.runtime
+        return PhaseRuntime(
+            precision=self.precision,
+            channels_last=r.channels_last,
+            compile=r.compile,
+            dist=self.dist,
+            lr_factor=self.dist.world_size if r.scale_lr else 1.0,
+        )
+
+    def training_record(self) -> dict:
+        """The checkpoint's `training` entry: the recipe and the scale it was trained at."""
+        return {
+            **self.config.to_dict(),
+            SCALE_KEY: {
+                "world_size": self.dist.world_size,
+                "device": self.device.type,
+                "precision": self.config.runtime.precision,
+                "dense": self.scale(self.config.dense),
+                "finetune": self.scale(self.config.finetune),
+            },
+        }
 
     @property
     def model_dir(self) -> Path:
@@ -128,30 +224,47 @@ class StageContext:
         np.random.seed(seed)
         random.seed(seed)
 
-    def loader(self, split: str, section: TrainSection | None = None) -> DataLoader:
-        """`split` ('train' or 'test') batched: shuffled and augmented for training with
-        `section`, in order with test-time transforms without one."""
+    def loader(self, split: str, section: TrainSection | None = None) -> DataLoader | EpochLoader:
+        """`split` ('train' or 'test') batched. With `section`: this rank's shuffled, augmented
+        share (an EpochLoader: call set_epoch); without: this rank's in-order share with
+        test-time transforms (all of it in one process)."""
         from ..data import eval_transform, train_transform
 
         splits = self.data.splits
         dataset = splits.train if split == "train" else splits.test
-        train = section is not None
-        if train:
-            transform = train_transform(self.preprocessing, section.augment)
-            batch_size = section.batch_size
-        else:
-            transform = eval_transform(self.preprocessing)
-            batch_size = self.config.runtime.eval_batch_size
-        return DataLoader(
-            Transformed(dataset, transform),
-            batch_size=batch_size,
-            shuffle=train,
-            drop_last=train and len(dataset) > batch_size,
-            num_workers=self.config.runtime.num_workers,
-            worker_init_fn=_seed_worker,
-            generator=torch.Generator().manual_seed(self.config.seed),
-            persistent_workers=False,
+        on_cuda = self.device.type == "cuda"
+        workers = self.num_workers
+        options = {
+            "num_workers": workers,
+            "pin_memory": on_cuda,
+            "persistent_workers": on_cuda and workers > 0,
+            "worker_init_fn": seed_worker,
+        }
+        if section is None:
+            return DataLoader(
+                Transformed(dataset, eval_transform(self.preprocessing)),
+                batch_size=self.config.runtime.eval_batch_size,
+                sampler=_Shard(self.dist.shard(len(dataset))),
+                generator=torch.Generator().manual_seed(self.config.seed),
+                **options,
+            )
+        sampler = DistributedSampler(
+            dataset,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            shuffle=True,
+            seed=self.config.seed,
         )
+        per_rank = len(sampler)
+        loader = DataLoader(
+            Transformed(dataset, train_transform(self.preprocessing, section.augment)),
+            batch_size=section.batch_size,
+            sampler=sampler,
+            drop_last=per_rank > section.batch_size,
+            generator=torch.Generator().manual_seed(loader_seed(self.config.seed, 0, 0)),
+            **options,
+        )
+        return EpochLoader(loader, sampler, self.config.seed, self.dist.rank)
 
     def new_dense_model(self, pretrained: bool | str | None = None) -> DenseClassifier:
         """The dense model of the config (the backbone's pretrained weights unless told not)."""

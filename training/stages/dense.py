@@ -43,14 +43,18 @@ def train_dense(ctx: StageContext) -> DenseSummary:
         work,
         NAME,
         eval_every=max(1, section.epochs // 5),
+        runtime=ctx.phase_runtime(),
     )
     accuracy = (
         history[-1].test_accuracy
         if history
-        else evaluate_accuracy(model, ctx.loader("test"), ctx.device)
+        else evaluate_accuracy(model, ctx.loader("test"), ctx.device, dist=ctx.dist)
     )
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(work / DENSE_WEIGHTS))
-    write_json(work / "history.json", [asdict(r) for r in history])
-    (work / "resume.pt").unlink(missing_ok=True)
+    if ctx.dist.is_main:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(work / DENSE_WEIGHTS))
+        write_json(work / "history.json", [asdict(r) for r in history])
+        write_json(work / "scale.json", ctx.scale(section))
+        (work / "resume.pt").unlink(missing_ok=True)
+    ctx.dist.barrier()  # the weights are there before any rank reads them
     return DenseSummary(test_accuracy=accuracy, epochs=section.epochs)

@@ -12,6 +12,7 @@ from qpm_zoo.config import CONFIG_NAME
 from qpm_zoo.model import QPM
 
 from ..model_metrics import SID_K, ModelEvaluation, concept_feature_names, evaluate_model
+from ..runtime import Distributed
 from ..stage_cache import write_json
 from .context import StageContext, StageSummary
 
@@ -34,8 +35,11 @@ class EvaluationSummary(StageSummary):
 
 
 def evaluate_run(ctx: StageContext) -> EvaluationSummary:
-    """The stage: the run's checkpoint, with its dense model."""
-    return EvaluationSummary(evaluate_checkpoint(ctx, ctx.model_dir, with_dense=True))
+    """The stage: the run's checkpoint, with its dense model. Under torchrun rank 0 evaluates
+    the whole test set (exactly the metrics of one process) and the others wait for them."""
+    single = dataclasses.replace(ctx, dist=Distributed())
+    metrics = ctx.dist.on_main(lambda: evaluate_checkpoint(single, ctx.model_dir, with_dense=True))
+    return EvaluationSummary(metrics)
 
 
 def evaluate_checkpoint(

@@ -40,11 +40,13 @@ def finetune(ctx: StageContext, dense_accuracy: float | None) -> FinetuneSummary
         k=ctx.config.assignment.k,
         preprocessing=ctx.preprocessing,
         metrics={"dense_accuracy": dense_accuracy},
-        training=ctx.config.to_dict(),
+        training=ctx.training_record(),
     ).to(ctx.device)
     section = ctx.config.finetune
     model.head.dropout.p = section.dropout
-    before = evaluate_accuracy(model, ctx.loader("test"), ctx.device, desc="qpm before fine-tuning")
+    before = evaluate_accuracy(
+        model, ctx.loader("test"), ctx.device, desc="qpm before fine-tuning", dist=ctx.dist
+    )
     work = ctx.work_dir(NAME)
     history = train_phase(
         model,
@@ -57,13 +59,16 @@ def finetune(ctx: StageContext, dense_accuracy: float | None) -> FinetuneSummary
         work,
         NAME,
         eval_every=max(1, section.epochs // 4),
+        runtime=ctx.phase_runtime(),
     )
     accuracy = history[-1].test_accuracy if history else before
     model.head.dropout.p = 0.0
     model.set_config(model.config.replace(metrics={**model.config.metrics, "accuracy": accuracy}))
-    model.eval().cpu().save_pretrained(ctx.model_dir)
-    write_json(work / "history.json", [asdict(r) for r in history])
-    (work / "resume.pt").unlink(missing_ok=True)
+    if ctx.dist.is_main:
+        model.eval().cpu().save_pretrained(ctx.model_dir)
+        write_json(work / "history.json", [asdict(r) for r in history])
+        (work / "resume.pt").unlink(missing_ok=True)
+    ctx.dist.barrier()
     return FinetuneSummary(
         accuracy_before_finetuning=before, test_accuracy=accuracy, epochs=section.epochs
     )

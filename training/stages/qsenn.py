@@ -7,6 +7,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,14 +48,25 @@ class QSENNSummary(StageSummary):
 @torch.inference_mode()
 def _pooled_features(
     ctx: StageContext, backbone: torch.nn.Module
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """All pooled backbone features [N, F] of the training set (test-time transforms)."""
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """All pooled backbone features [N, F] of the training set (test-time transforms), in
+    dataset order; under torchrun each rank computes its share and rank 0 gets them all
+    (the other ranks get None: they do not fit the layers)."""
     backbone.eval()
     features, labels = [], []
     for x, y in progress(ctx.loader("train"), "features"):
         features.append(backbone(x.to(ctx.device)).mean(dim=(2, 3)).float().cpu())
         labels.append(y)
-    return torch.cat(features), torch.cat(labels)
+    mine = (torch.cat(features), torch.cat(labels))
+    shares = ctx.dist.gather(mine)
+    if shares is None:
+        return None
+    n = sum(len(share[1]) for share in shares)
+    X = torch.empty((n, mine[0].shape[1]), dtype=mine[0].dtype)
+    y = torch.empty(n, dtype=mine[1].dtype)
+    for rank, (Xr, yr) in enumerate(shares):  # rank r holds items r, r + world, ...
+        X[rank :: ctx.dist.world_size], y[rank :: ctx.dist.world_size] = Xr, yr
+    return X, y
 
 
 def _round_section(ctx: StageContext, r: int) -> FinetuneSection:
@@ -73,14 +85,48 @@ def _finished_round(folder: Path) -> tuple[list[int], QSENNRound] | None:
     return record["selected"], QSENNRound.from_dict(record["summary"])
 
 
-def train_qsenn(ctx: StageContext, dense_accuracy: float | None) -> QSENNSummary:
-    """Every round (a round finished before an interruption is reused); the last round's model
-    goes to DIR/model."""
+def _fit_round(
+    ctx: StageContext,
+    pooled: tuple[torch.Tensor, torch.Tensor],
+    selected: list[int] | None,
+) -> tuple[list[int], Any, torch.Tensor, torch.Tensor]:
+    """The round's features (selected in round 1) and its quantised sparse layer, fitted on
+    the pooled training features; with μ and σ of those features."""
     from ..qsenn import quantised_layer, select_features
 
     q, a = ctx.config.qsenn, ctx.config.assignment
-    work = ctx.work_dir(NAME)
     num_classes = len(ctx.class_names)
+    X, y = pooled
+    mean, std = X.mean(dim=0), X.std(dim=0, unbiased=False).clamp_min(1e-6)
+    if selected is None:
+        order = select_features(
+            (X - mean) / std,
+            y,
+            num_classes,
+            a.n,
+            alpha=q.selection_alpha,
+            steps=q.path_steps,
+            epsilon=q.epsilon,
+        )
+        selected = sorted(order)
+    Z = (X[:, selected] - mean[selected]) / std[selected]
+    layer = quantised_layer(
+        Z.double(),
+        y,
+        num_classes,
+        a.k,
+        alpha=q.layer_alpha,
+        steps=q.path_steps,
+        epsilon=q.epsilon,
+    )
+    return selected, layer, mean, std
+
+
+def train_qsenn(ctx: StageContext, dense_accuracy: float | None) -> QSENNSummary:
+    """Every round (a round finished before an interruption is reused); the last round's model
+    goes to DIR/model."""
+    q, a = ctx.config.qsenn, ctx.config.assignment
+    work = ctx.work_dir(NAME)
     backbone = ctx.load_dense().backbone
     selected: list[int] | None = None
     rounds: list[QSENNRound] = []
@@ -96,29 +142,9 @@ def train_qsenn(ctx: StageContext, dense_accuracy: float | None) -> QSENNSummary
             log.info("q-senn round %d: reused", r)
             continue
         ctx.seed(10 + r)
-        X, y = _pooled_features(ctx, backbone)
-        mean, std = X.mean(dim=0), X.std(dim=0, unbiased=False).clamp_min(1e-6)
-        if selected is None:
-            order = select_features(
-                (X - mean) / std,
-                y,
-                num_classes,
-                a.n,
-                alpha=q.selection_alpha,
-                steps=q.path_steps,
-                epsilon=q.epsilon,
-            )
-            selected = sorted(order)
-        Z = (X[:, selected] - mean[selected]) / std[selected]
-        layer = quantised_layer(
-            Z.double(),
-            y,
-            num_classes,
-            a.k,
-            alpha=q.layer_alpha,
-            steps=q.path_steps,
-            epsilon=q.epsilon,
-        )
+        pooled = _pooled_features(ctx, backbone)
+        fitted = ctx.dist.on_main(lambda: _fit_round(ctx, pooled, selected))  # noqa: B023
+        selected, layer, mean, std = fitted
         model = QPM.from_assignment(
             backbone,
             selected_features=selected,
@@ -130,11 +156,13 @@ def train_qsenn(ctx: StageContext, dense_accuracy: float | None) -> QSENNSummary
             k=a.k,
             model_type="qsenn",
             preprocessing=ctx.preprocessing,
-            training=ctx.config.to_dict(),
+            training=ctx.training_record(),
         ).to(ctx.device)
         section = _round_section(ctx, r)
         model.head.dropout.p = section.dropout
-        before = evaluate_accuracy(model, ctx.loader("test"), ctx.device, desc=f"q-senn round {r}")
+        before = evaluate_accuracy(
+            model, ctx.loader("test"), ctx.device, desc=f"q-senn round {r}", dist=ctx.dist
+        )
         with trainable_normalisation(model.head):  # Q-SENN trains μ and σ too
             history = train_phase(
                 model,
@@ -147,6 +175,7 @@ def train_qsenn(ctx: StageContext, dense_accuracy: float | None) -> QSENNSummary
                 folder,
                 f"q-senn round {r}",
                 eval_every=max(1, section.epochs),
+                runtime=ctx.phase_runtime(),
             )
         model.head.dropout.p = 0.0
         result = QSENNRound(
@@ -163,9 +192,11 @@ def train_qsenn(ctx: StageContext, dense_accuracy: float | None) -> QSENNSummary
             before,
             result.test_accuracy,
         )
-        model.eval().save_pretrained(folder)
-        (folder / "resume.pt").unlink(missing_ok=True)
-        write_json(folder / ROUND_DONE, {"selected": selected, "summary": result.to_dict()})
+        if ctx.dist.is_main:
+            model.eval().save_pretrained(folder)
+            (folder / "resume.pt").unlink(missing_ok=True)
+            write_json(folder / ROUND_DONE, {"selected": selected, "summary": result.to_dict()})
+        ctx.dist.barrier()
         backbone = model.backbone
         rounds.append(result)
     assert model is not None
@@ -173,6 +204,8 @@ def train_qsenn(ctx: StageContext, dense_accuracy: float | None) -> QSENNSummary
     model.set_config(
         model.config.replace(metrics={"dense_accuracy": dense_accuracy, "accuracy": accuracy})
     )
-    model.eval().cpu().save_pretrained(ctx.model_dir)
-    write_json(work / "rounds.json", [r.to_dict() for r in rounds])
+    if ctx.dist.is_main:
+        model.eval().cpu().save_pretrained(ctx.model_dir)
+        write_json(work / "rounds.json", [r.to_dict() for r in rounds])
+    ctx.dist.barrier()
     return QSENNSummary(test_accuracy=accuracy, rounds=[r.to_dict() for r in rounds])

@@ -31,9 +31,16 @@ def compute_statistics(ctx: StageContext) -> StatisticsSummary:
     """One pass over the training set (test-time transforms) into DIR/statistics/stats.npz."""
     model = ctx.load_dense()
     acc = StatisticsAccumulator(model.backbone.num_features, len(ctx.class_names))
-    for x, y in progress(ctx.loader("train"), NAME):
-        out = model.forward_all(x.to(ctx.device))
+    for x, y in progress(ctx.loader("train"), NAME):  # this rank's share of the training set
+        out = model.forward_all(x.to(ctx.device, non_blocking=True))
         acc.update(out.features, y, out.feature_maps)
+    acc = acc.reduced(ctx.dist)  # the sums of every rank's share: the whole training set
+    summary = ctx.dist.on_main(lambda: _finalize_and_save(ctx, acc))
+    ctx.dist.barrier()
+    return summary
+
+
+def _finalize_and_save(ctx: StageContext, acc: StatisticsAccumulator) -> StatisticsSummary:
     stats = acc.finalize()
     stats.save(statistics_file(ctx))
     return StatisticsSummary(
