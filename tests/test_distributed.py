@@ -18,6 +18,7 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 import yaml
+from recipes import TINY as RECIPE
 
 from training.errors import FitConfigError
 from training.runtime import Distributed
@@ -89,32 +90,7 @@ def test_two_gloo_processes_reduce_statistics_and_share_errors(tmp_path):
 
 # ---------------------------------------------------------------- whole fits under torchrun
 
-TINY = {
-    "seed": 0,
-    "data": {
-        "name": "concepts",
-        "concepts": {
-            "num_classes": 5,
-            "concepts_per_class": 3,
-            "pool_size": 8,
-            "image_size": 48,
-            "train_size": 400,
-            "test_size": 150,
-        },
-    },
-    "model": {
-        "backbone": "test_resnet",
-        "reduced_strides": True,
-        "input_size": 48,
-        "crop_pct": 1.0,
-        "mean": [0.5] * 3,
-        "std": [0.5] * 3,
-    },
-    "dense": {"epochs": 2, "batch_size": 32, "lr": 0.05, "classifier_lr": 0.05, "augment": "none"},
-    "assignment": {"n": 8, "k": 3, "time_limit": 30},
-    "finetune": {"epochs": 1, "batch_size": 32, "lr": 0.01, "augment": "none"},
-    "runtime": {"eval_batch_size": 64, "num_workers": 0, "threads": 1},
-}
+TINY = {**RECIPE, "runtime": {"eval_batch_size": 64, "num_workers": 0, "threads": 1}}
 
 
 def _command(
