@@ -254,10 +254,10 @@ def config_error(error: ValidationError, source: str, outer: tuple = ()) -> Conf
     if unknown:
         *parent, _ = unknown[0]["loc"]
         names = [e["loc"][-1] for e in unknown if list(e["loc"][:-1]) == parent]
-        where = f"in '{_dotted(parent)}'" if parent else "at the top level"
+        where = f"in '{dotted(parent)}'" if parent else "at the top level"
         return ConfigError(f"{source}: unknown field(s) {names} {where}")
     first = errors[0]
-    path = _dotted((*outer, *first["loc"]))
+    path = dotted((*outer, *first["loc"]))
     cause = first.get("ctx", {}).get("error")
     if isinstance(cause, FieldProblem):
         path = ".".join(p for p in (path, cause.path) if p)
@@ -271,9 +271,13 @@ def config_error(error: ValidationError, source: str, outer: tuple = ()) -> Conf
     return ConfigError(f"{source}: {path}: {problem}" if path else f"{source}: {problem}")
 
 
-def _dotted(loc: Any) -> str:
-    """('assignment', 'class_features', 2) → 'assignment.class_features[2]'."""
+def dotted(loc: Any) -> str:
+    """A pydantic error location as a field path: ('assignment', 'class_features', 2) →
+    'assignment.class_features[2]' (empty parts, which pydantic adds for some unions, dropped)."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part:
+            out += f".{part}" if out else str(part)
     return out

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Self, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 from pydantic import ValidationError as PydanticValidationError
 
+from qpm_zoo.validation import dotted
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -136,17 +138,6 @@ def _problem(error: dict, cause: Any) -> str:
         key, words = _BOUNDS[kind_of_error]
         return f"{words(ctx[key])}, got {value}"
     return error["msg"][0].lower() + error["msg"][1:]
-
-
-def dotted(loc: list) -> str:
-    """('data', 'concepts', 'shapes', 1) → 'data.concepts.shapes[1]'."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part:
-            out += f".{part}" if out else str(part)
-    return out
 
 
 def kind(value: Any) -> str:
