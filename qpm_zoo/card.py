@@ -46,7 +46,7 @@ class MetricInfo:
     """How one key of config.json's `metrics` is shown on the card and in the model-index."""
 
     name: str
-    hub_type: str
+    hub_type: str | None  #: None: a property of the training, not an evaluation on the dataset
     higher_is_better: bool | None
     meaning: str
 
@@ -107,6 +107,19 @@ METRICS: dict[str, MetricInfo] = {
         "pointing_game",
         True,
         "known-concept data: share of images where a feature's map peaks inside its concept's box",
+    ),
+    "assignment_gap": MetricInfo(
+        "Assignment gap",
+        None,
+        False,
+        "proven: no assignment of the training statistics scores more than this share above "
+        "this one",
+    ),
+    "assignment_objective": MetricInfo(
+        "Assignment objective", None, True, "the solver's objective of this assignment"
+    ),
+    "assignment_bound": MetricInfo(
+        "Assignment bound", None, None, "proven upper bound on any assignment's objective"
     ),
 }
 
@@ -228,6 +241,8 @@ def card_metadata(config: QPMConfig, repo_id: str | None = None) -> ModelCardDat
             if number is None:
                 continue
             info = metric_info(key)
+            if info.hub_type is None:
+                continue
             results.append(
                 EvalResult(
                     task_type="image-classification",
@@ -281,6 +296,14 @@ def _summary(config: QPMConfig, recipe: RecipeMetadata) -> str:
             "normalised feature activations: every prediction has an exact explanation of k terms, "
             "and any two classes can be compared feature by feature."
         )
+        gap = _number(config.metrics.get("assignment_gap"))  # docs/method.md §7.6
+        if gap is not None:
+            text += (
+                f" The solver proved this assignment within {100 * gap:.2f} % of the best "
+                "possible one for its objective (its score against a proven upper bound)."
+                if gap > 0
+                else " The solver proved this assignment optimal for its objective."
+            )
     else:
         sizes = [len(row) for row in config.assignment.class_features]
         text = (

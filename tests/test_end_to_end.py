@@ -74,6 +74,11 @@ def test_qpm_fit_end_to_end_and_resume(tmp_path, capsys):
         json.loads((out / "model" / "config.json").read_text())["assignment"]["class_features"]
     )
     assert weight.shape == (5, 3)
+    # what the solver proved travels with the checkpoint (its card states the gap)
+    recorded = json.loads((out / "model" / "config.json").read_text())["metrics"]
+    assert recorded["assignment_gap"] == pytest.approx(solve["gap"])
+    assert recorded["assignment_objective"] == pytest.approx(solve["objective"])
+    assert recorded["assignment_bound"] >= recorded["assignment_objective"] - 1e-9
 
     # a rerun reuses every stage; a changed fine-tuning field reruns fine-tuning and evaluation only
     before = {p.name: p.stat().st_mtime for p in (out / "stages").iterdir()}

@@ -83,6 +83,25 @@ def test_card_is_valid_hub_metadata_with_the_metrics_as_model_index():
     }
 
 
+def test_card_states_the_proven_assignment_gap_outside_the_model_index():
+    proof = {"assignment_objective": 42.5, "assignment_bound": 42.65, "assignment_gap": 0.0036}
+    card = render_model_card(
+        config_of(metrics={**METRICS, **proof}, training=TRAINING), "org/qpm-resnet50-cub"
+    )
+    assert "proved this assignment within 0.36 % of the best possible" in card
+    metrics = section(card, "Evaluation")
+    assert "| Assignment gap | 0.0036 | lower |" in metrics
+    assert "| Assignment bound | 42.65 |" in metrics
+    # a property of the training's statistics, not an evaluation on the dataset
+    types = {r.metric_type for r in ModelCard(card).data.eval_results}
+    assert types == set(METRICS)
+
+    optimal = {**proof, "assignment_bound": 42.5, "assignment_gap": 0.0}
+    card = render_model_card(config_of(metrics=optimal, training=TRAINING))
+    assert "proved this assignment optimal" in card
+    assert "proved this assignment" not in render_model_card(config_of(metrics=METRICS))
+
+
 def test_card_has_every_section_and_no_unfilled_field():
     card = render_model_card(config_of(metrics=METRICS, training=TRAINING), "org/qpm-resnet50-cub")
     headings = re.findall(r"^## (.+)$", card, flags=re.MULTILINE)

@@ -107,5 +107,16 @@ def _solve_and_save(ctx: StageContext) -> SolvedAssignment:
     return solved
 
 
+def proof_metrics(solved: SolvedAssignment) -> dict[str, float]:
+    """What the solver proved, as checkpoint metrics (docs/method.md §7.6): the objective of the
+    assignment, the proven upper bound on any assignment's objective, and the relative gap."""
+    values = {
+        "assignment_objective": solved.objective,
+        "assignment_bound": solved.bound,
+        "assignment_gap": solved.gap,
+    }
+    return {key: float(value) for key, value in values.items() if value is not None}
+
+
 def load_assignment(ctx: StageContext) -> SolvedAssignment:
     return SolvedAssignment.load(ctx.work_dir(NAME))

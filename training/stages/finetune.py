@@ -8,7 +8,7 @@ from qpm_zoo.model import QPM
 
 from ..nn.loops import evaluate_accuracy, train_phase
 from ..stage_cache import write_json
-from .assignment import load_assignment
+from .assignment import load_assignment, proof_metrics
 from .context import StageContext, StageSummary
 from .statistics import load_statistics
 
@@ -39,7 +39,7 @@ def finetune(ctx: StageContext, dense_accuracy: float | None) -> FinetuneSummary
         label_names=ctx.class_names,
         k=ctx.config.assignment.k,
         preprocessing=ctx.preprocessing,
-        metrics={"dense_accuracy": dense_accuracy},
+        metrics={"dense_accuracy": dense_accuracy, **proof_metrics(assignment)},
         training=ctx.training_record(),
     ).to(ctx.device)
     section = ctx.config.finetune
