@@ -40,6 +40,12 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
         "(default CUDAExecutionProvider,CPUExecutionProvider)",
     )
     p.add_argument(
+        "--variant",
+        choices=("float16", "int8"),
+        help="with --onnx: run a variant export (python -m export onnx --precision fp16, or "
+        "--quantize int8) instead of the float32 model.onnx",
+    )
+    p.add_argument(
         "--verbose",
         action="store_true",
         help="with --onnx: show onnxruntime's own warnings (e.g. why CUDA did not start)",
@@ -125,7 +131,11 @@ def _load_predictor(args: argparse.Namespace) -> InterpretableModel:
         from .onnx_model import QPMOnnx
 
         return QPMOnnx.from_pretrained(
-            args.model, revision=args.revision, providers=args.providers, verbose=args.verbose
+            args.model,
+            revision=args.revision,
+            providers=args.providers,
+            verbose=args.verbose,
+            variant=args.variant,
         )
     import qpm_zoo
 
@@ -150,8 +160,8 @@ def _emit(results: Any, as_json: bool, formatter: Callable[[Any], str]) -> None:
 
 
 def _check_backend_options(args: argparse.Namespace) -> None:
-    if not args.onnx and (args.providers or args.verbose):
-        raise UsageError("--providers and --verbose apply to --onnx only")
+    if not args.onnx and (args.providers or args.verbose or args.variant):
+        raise UsageError("--providers, --variant and --verbose apply to --onnx only")
     if args.onnx and args.device != "cpu":
         raise UsageError("--device applies to the PyTorch model; with --onnx give --providers")
 

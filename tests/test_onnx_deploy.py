@@ -84,6 +84,22 @@ def test_missing_variant_and_bad_variant_name(qpm_dir, int8_dir):
         QPMOnnx.from_pretrained(int8_dir, variant="fp8")
 
 
+def test_qpm_predict_runs_the_variant_it_is_given(int8_dir, photo_folder, capsys):
+    from qpm_zoo.cli import main as qpm
+
+    image = str(list_images(photo_folder)[0])
+    argv = ["predict", str(int8_dir), image, "--onnx", "--providers", "CPUExecutionProvider"]
+    assert qpm([*argv, "--variant", "int8", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    expected = QPMOnnx.from_pretrained(int8_dir, providers=CPU, variant="int8").predict(image)
+    assert got == expected.to_dict()
+    assert qpm([*argv, "--variant", "float16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no 'float16' ONNX variant" in err
+    assert qpm(["predict", str(int8_dir), image, "--variant", "int8"]) == 2
+    assert "apply to --onnx only" in capsys.readouterr().err
+
+
 def test_a_variant_below_its_target_is_not_written(int8_dir, photo_folder, tmp_path, monkeypatch):
     folder = shutil.copytree(int8_dir, tmp_path / "m")
     (folder / "model.int8.onnx").unlink()

@@ -266,7 +266,7 @@ def test_cli_onnx_options(capsys, qpm_onnx_dir, image_file):
         main(["predict", str(qpm_onnx_dir), str(image_file), "--providers", "CPUExecutionProvider"])
         == 2
     )
-    assert "--providers and --verbose apply to --onnx only" in capsys.readouterr().err
+    assert "--providers, --variant and --verbose apply to --onnx only" in capsys.readouterr().err
     assert (
         main(["predict", str(qpm_onnx_dir), str(image_file), "--onnx", "--providers", "TPU"]) == 2
     )
