@@ -11,6 +11,10 @@ the int8 variant, each vs torch float32 eager; the head's share is the time of t
 (on real backbone maps) over the full torch forward: what explanations cost. The pipeline line
 compares the whole `predict` on image files (decode, preprocess, run, explain, with the next
 batch prepared while one runs) with the bare session run on the same batches.
+
+torch runs the checkpoint as it is (every channel of the backbone); the export is what
+`python -m export onnx` wrote, which for ResNets computes only the channels the head reads
+(export/pruning.py; `--all-channels` exports the whole last layer, for comparison).
 """
 
 from __future__ import annotations

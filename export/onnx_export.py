@@ -123,6 +123,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"largest allowed relative difference of the float32 export (default {FP32_TOLERANCE:g})",
     )
     p.add_argument(
+        "--all-channels",
+        action="store_true",
+        help="compute every channel of the backbone's last layer (default: a ResNet's last "
+        "block computes only the n channels the head reads; same outputs, faster)",
+    )
+    p.add_argument(
         "--json", action="store_true", help="print the record and the validation rows as JSON"
     )
 
@@ -140,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         fp16=False,
         images=args.images,
         tolerance=args.tolerance,
+        all_channels=args.all_channels,
     )
     report = result.report
     if args.json:
@@ -183,8 +190,13 @@ def _variant(args: argparse.Namespace) -> str | None:
         raise UsageError(
             "--precision fp16 and --quantize int8 are two variants; make one at a time"
         )
-    if (fp16 or args.quantize) and (args.out is not None or args.tolerance is not None):
-        raise UsageError("--out and --tolerance are for the float32 export, not for variants")
+    if (fp16 or args.quantize) and (
+        args.out is not None or args.tolerance is not None or args.all_channels
+    ):
+        raise UsageError(
+            "--out, --tolerance and --all-channels are for the float32 export, not for variants "
+            "(a variant follows the float32 export's channels)"
+        )
     return "float16" if fp16 else ("int8" if args.quantize else None)
 
 
@@ -247,6 +259,7 @@ def export_checkpoint(
     fp16: bool = False,
     images: Sequence[str] | None = None,
     tolerance: float | None = None,
+    all_channels: bool = False,
 ) -> ExportResult:
     """Export, check, validate and (if it passes) write the export and its config.json entry."""
     model_dir = Path(model_dir)
@@ -268,7 +281,9 @@ def export_checkpoint(
     import_onnxruntime()  # the validation needs it: fail now, not after a long export
 
     with Steps() as steps:
-        return _export(model_dir, path, relative, opset, fp16, photos, tolerance, steps)
+        return _export(
+            model_dir, path, relative, opset, fp16, photos, tolerance, all_channels, steps
+        )
 
 
 def _export(
@@ -279,6 +294,7 @@ def _export(
     fp16: bool,
     photos: list[LoadedImage],
     tolerance: float,
+    all_channels: bool,
     steps: Steps,
 ) -> ExportResult:
     # Heavy imports here, so that `python -m export onnx --help` answers at once.
@@ -288,14 +304,14 @@ def _export(
 
     from qpm_zoo.model import QPM
 
-    from .torch_to_onnx import check_graph, export_graph, head_metadata
+    from .torch_to_onnx import CHANNELS_RECORD, check_graph, export_graph, head_metadata
 
     steps(f"loading {model_dir}")
     model = QPM.from_pretrained(model_dir)
     config = model.config
     dtype = "float16" if fp16 else "float32"
     steps(f"exporting with torch.onnx (dynamo, opset {opset}, {dtype})")
-    graph = export_graph(model, opset=opset, half=fp16)
+    graph = export_graph(model, opset=opset, half=fp16, all_channels=all_channels)
     steps("checking with onnx.checker")
     check_graph(graph.data)
 
@@ -311,6 +327,7 @@ def _export(
         exporter={
             "method": "torch.onnx.export(dynamo=True)",
             "io_dtype": "float32",
+            "last_layer": CHANNELS_RECORD[graph.selected_channels_only],
             "qpm_zoo": __version__,
             "torch": torch.__version__,
             "onnx": onnx.__version__,

@@ -108,7 +108,13 @@ def _export_variant(
     from qpm_zoo.model import QPM
 
     from .quantize import quantize_int8
-    from .torch_to_onnx import check_graph, export_graph, head_metadata, stamp_metadata
+    from .torch_to_onnx import (
+        CHANNELS_RECORD,
+        check_graph,
+        export_graph,
+        head_metadata,
+        stamp_metadata,
+    )
 
     steps(f"loading {model_dir}")
     model = QPM.from_pretrained(model_dir)
@@ -126,8 +132,13 @@ def _export_variant(
     preprocessor = ImagePreprocessor(config.preprocessing)
     if precision == "float16":
         steps("exporting with torch.onnx (dynamo, float16 backbone)")
-        data = export_graph(model, opset=record.opset, half=True).data
-        exporter = {"method": "torch.onnx.export(dynamo=True), backbone in float16"}
+        all_channels = record.exporter.get("last_layer") != CHANNELS_RECORD[True]
+        graph = export_graph(model, opset=record.opset, half=True, all_channels=all_channels)
+        data = graph.data
+        exporter = {
+            "method": "torch.onnx.export(dynamo=True), backbone in float16",
+            "last_layer": CHANNELS_RECORD[graph.selected_channels_only],
+        }
     else:
         main_file = model_dir / record.file
         if file_sha256(main_file) != record.sha256:

@@ -28,6 +28,11 @@ from qpm_zoo.onnx_model import (
 )
 
 from .errors import ExportError
+from .pruning import reading_all_channels, selected_channels_only
+
+#: `exporter.last_layer` in config.json's record: did the backbone's last layer compute only the
+#: head's channels (export/pruning.py)?
+CHANNELS_RECORD = {True: "selected channels only", False: "all channels"}
 
 #: protobuf cannot serialise a single message above 2 GiB.
 _PROTOBUF_LIMIT = 2**31 - 1
@@ -41,11 +46,16 @@ class ExportGraph(nn.Module):
     costs nothing. Inputs and outputs are float32 either way.
     """
 
-    def __init__(self, model: QPM, half: bool = False):
+    def __init__(self, model: QPM, half: bool = False, all_channels: bool = False):
         super().__init__()
         self.dtype = torch.float16 if half else torch.float32
-        self.backbone = copy.deepcopy(model.backbone).to(self.dtype) if half else model.backbone
-        self.head = model.head
+        backbone, head = model.backbone, model.head
+        pruned = None if all_channels else selected_channels_only(backbone, head.selection)
+        if pruned is not None:  # the same outputs, computing only the channels the head reads
+            backbone, head = pruned, reading_all_channels(head)
+        self.selected_channels_only = pruned is not None
+        self.backbone = copy.deepcopy(backbone).to(self.dtype) if half else backbone
+        self.head = head
         self.eval()
 
     def forward(
@@ -64,6 +74,7 @@ class ExportedGraph:
     opset: int
     dtype: str
     feature_map_size: tuple[int, int]
+    selected_channels_only: bool  #: the backbone's last layer computes only the head's n channels
 
 
 def head_metadata(model: QPM) -> dict[str, str]:
@@ -87,10 +98,13 @@ def stamp_metadata(proto: Any, fingerprints: dict[str, str]) -> None:
         entry.key, entry.value = key, fingerprints[name]
 
 
-def export_graph(model: QPM, opset: int, half: bool = False) -> ExportedGraph:
+def export_graph(
+    model: QPM, opset: int, half: bool = False, all_channels: bool = False
+) -> ExportedGraph:
     """Export `model` to one self-contained ONNX file's bytes (weights inside, dynamic batch),
-    its head's fingerprints in the graph's metadata."""
-    graph = ExportGraph(model.eval(), half=half)
+    its head's fingerprints in the graph's metadata. Unless `all_channels`, a ResNet's last
+    block computes only the channels the head reads (export/pruning.py)."""
+    graph = ExportGraph(model.eval(), half=half, all_channels=all_channels)
     _, height, width = model.config.preprocessing.input_size
     # Batch 2, not 1: torch.export specialises a dimension whose example size is 1.
     example = torch.zeros(2, 3, height, width)
@@ -138,6 +152,7 @@ def export_graph(model: QPM, opset: int, half: bool = False) -> ExportedGraph:
         opset=opset,
         dtype="float16" if half else "float32",
         feature_map_size=(int(maps_size[0]), int(maps_size[1])),
+        selected_channels_only=graph.selected_channels_only,
     )
 
 
