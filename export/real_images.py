@@ -62,7 +62,7 @@ def split_images(config: QPMConfig, split: str, limit: int) -> list[LoadedImage]
     from training.data.build import build_datasets
 
     splits = build_datasets(
-        FitConfig.from_dict(config.training, source="config.json training").data
+        FitConfig.from_training_record(config.training, source="config.json training").data
     )
     dataset = splits.test if split == "test" else splits.train
     return [

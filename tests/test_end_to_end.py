@@ -152,6 +152,18 @@ def test_qsenn_fit_on_the_same_dense_model_and_onnx(tmp_path, capsys):
         for fa, fb in zip(a.explanation.features, b.explanation.features):
             assert fb.contribution == pytest.approx(fa.contribution, rel=1e-4, abs=1e-5)
 
+    # a variant is calibrated and validated on the checkpoint's own splits, rebuilt from the
+    # training record the pipeline wrote (which also holds the scale it ran at)
+    # (a tiny model's near-tied logits may miss the agreement target: then nothing is written)
+    code = export_main(
+        ["onnx", str(out / "model"), "--quantize", "int8", "--calibration", "train",
+         "--calibration-limit", "64", "--images", "test", "--limit", "100", "--json"]
+    )  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert code == (0 if result["passed"] else 1)
+    assert result["variant"]["validation"]["images"] == 100
+    assert result["variant"]["exporter"]["calibration_images"] == 64
+
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 

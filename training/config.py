@@ -201,6 +201,11 @@ class RuntimeSection(Section):
 _OPTIONAL_SECTIONS = ("dense", "assignment", "finetune", "runtime", "qsenn")
 
 
+#: the key of a checkpoint's `training` record that holds the scale it was trained at (world
+#: size, device, precision): a fact about the run, not a fit config field
+SCALE_KEY = "scale"
+
+
 class FitConfig(Section):
     """A whole training run: data → dense → statistics → assignment → fine-tuning → metrics."""
 
@@ -240,6 +245,13 @@ class FitConfig(Section):
         )
         config._source = source
         return config
+
+    @classmethod
+    def from_training_record(cls, training: Mapping[str, Any], source: str) -> FitConfig:
+        """The recipe a checkpoint's `training` record holds (without the scale it ran at)."""
+        return cls.from_dict(
+            {key: value for key, value in training.items() if key != SCALE_KEY}, source=source
+        )
 
     @classmethod
     def load(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> FitConfig:

@@ -44,9 +44,7 @@ def load_recipe(model_dir: Path, data_config: Path | None) -> FitConfig:
         raise FitConfigError(
             f"{path}: has no training recipe; pass --data CONFIG to say which data to use"
         )
-    from ..stages.context import fit_recipe
-
-    return FitConfig.from_dict(fit_recipe(training), source=f"{path} (training recipe)")
+    return FitConfig.from_training_record(training, source=f"{path} (training recipe)")
 
 
 def run(args: argparse.Namespace) -> int:

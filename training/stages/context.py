@@ -17,7 +17,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from qpm_zoo import PreprocessConfig
 
-from ..config import FitConfig, ModelSection, TrainSection
+from ..config import SCALE_KEY, FitConfig, ModelSection, TrainSection
 from ..nn.dense import DenseClassifier
 from ..nn.loops import PhaseRuntime
 from ..nn.pretrained import create_backbone
@@ -28,13 +28,6 @@ log = logging.getLogger("training")
 
 #: the dense stage's weights, in DIR/dense/
 DENSE_WEIGHTS = "weights.safetensors"
-#: the key of the checkpoint's `training` record that holds the scale (not a fit config field)
-SCALE_KEY = "scale"
-
-
-def fit_recipe(training: dict) -> dict:
-    """A checkpoint's `training` record as a fit config: without the scale it ran at."""
-    return {key: value for key, value in training.items() if key != SCALE_KEY}
 
 
 class Transformed(Dataset):
