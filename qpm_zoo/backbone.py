@@ -2,7 +2,8 @@
 
 Every timm model with spatial output is one (docs/method.md §8): CNNs give their maps as they
 are, channels-last models (Swin) are permuted, and vision transformers (ViT, DeiT, DINOv2 with
-or without registers, DINOv3, EVA) give their patch tokens on the patch grid: timm's own
+or without registers, DINOv3, EVA, BEiT; not timm's distilled DeiTs, which refuse to be built
+without their head) give their patch tokens on the patch grid: timm's own
 `forward_intermediates(..., output_fmt="NCHW")` drops the class and register tokens and
 reshapes by the model's patch size and the actual input size (with `dynamic_img_size`, any size
 the patch size divides). An optional adapter (qpm_zoo.adapter) maps them to QPM's features.
