@@ -1,5 +1,13 @@
 """timm backbones cut before pooling: images → feature maps [B, F, h, w].
 
+Every timm model with spatial output is one (docs/method.md §8): CNNs give their maps as they
+are, channels-last models (Swin) are permuted, and vision transformers (ViT, DeiT, DINOv2 with
+or without registers, DINOv3, EVA, BEiT; not timm's distilled DeiTs, which refuse to be built
+without their head) give their patch tokens on the patch grid: timm's own
+`forward_intermediates(..., output_fmt="NCHW")` drops the class and register tokens and
+reshapes by the model's patch size and the actual input size (with `dynamic_img_size`, any size
+the patch size divides). An optional adapter (qpm_zoo.adapter) maps them to QPM's features.
+
 `reduced_strides` is the QPM paper's ResNet change: layer3 and layer4 keep stride 1 (and are
 not dilated), so a 224 px image gives 28×28 maps instead of 7×7. timm's `output_stride=8` is a
 different network (it dilates the convolutions), so it is not used for this.
@@ -12,9 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import BackboneConfig, timm_kwargs
+from .adapter import Adapter
+from .config import AdapterConfig, BackboneConfig, timm_kwargs
 from .errors import ConfigError
 from .limits import current_limits, variable_for
+
+#: How a timm model's `forward_features` lays out its output (see `map_layout`).
+MAPS, CHANNELS_LAST, TOKENS = "maps", "channels_last", "tokens"
 
 #: What timm raises when its model functions refuse their keyword arguments.
 _TIMM_REFUSALS = (
@@ -40,6 +52,49 @@ def _options(name: str, kwargs: dict) -> dict[str, Any]:
     return options
 
 
+def map_layout(model: nn.Module) -> str:
+    """TOKENS for transformers that give [B, N, D] token sequences (class, register and patch
+    tokens), CHANNELS_LAST for models that give [B, h, w, D] (timm's `output_fmt` 'NHWC', e.g.
+    Swin), MAPS for [B, D, h, w] (CNNs)."""
+    if hasattr(model, "num_prefix_tokens") and hasattr(model, "forward_intermediates"):
+        return TOKENS
+    if getattr(model, "output_fmt", "NCHW") == "NHWC":
+        return CHANNELS_LAST
+    return MAPS
+
+
+def token_grid(
+    model: nn.Module, height: int, width: int, name: str = "backbone"
+) -> tuple[int, int]:
+    """The patch grid a transformer gives for an input of `height` × `width` pixels, or a
+    ConfigError when it does not take that size (a fixed-size model, or a side the patch size
+    does not divide without `dynamic_img_pad`)."""
+    embed = model.patch_embed
+    if getattr(model, "dynamic_img_size", False):
+        patch = tuple(embed.patch_size)
+        if not getattr(embed, "dynamic_img_pad", False) and (height % patch[0] or width % patch[1]):
+            raise ConfigError(
+                f"backbone '{name}': input {height}×{width} px is not a multiple of its patch "
+                f"size {list(patch)} (set kwargs.dynamic_img_pad: true to pad)"
+            )
+        return tuple(embed.dynamic_feat_size((height, width)))
+    if tuple(embed.img_size) != (height, width):
+        raise ConfigError(
+            f"backbone '{name}': takes {list(embed.img_size)} px inputs, not {height}×{width} "
+            "(set kwargs.img_size to the input size, or kwargs.dynamic_img_size: true)"
+        )
+    return tuple(embed.grid_size)
+
+
+def _check_size(count: int, what: str) -> None:
+    limit = current_limits().max_backbone_parameters
+    if count > limit:
+        raise ConfigError(
+            f"{what} has {count:,} parameters, more than the limit of {limit:,} (raise it "
+            f"with {variable_for('max_backbone_parameters')})"
+        )
+
+
 def _meta_model(name: str, kwargs: dict) -> nn.Module:
     """The model without memory (on the meta device), refused when it has more parameters than
     the limit: what a config asks for is measured before anything is allocated."""
@@ -54,24 +109,38 @@ def _meta_model(name: str, kwargs: dict) -> nn.Module:
             f"backbone '{name}': timm cannot build it with kwargs {kwargs} "
             f"({type(e).__name__}: {' '.join(str(e).split())})"
         ) from None
-    count = sum(p.numel() for p in model.parameters())
-    limit = current_limits().max_backbone_parameters
-    if count > limit:
-        raise ConfigError(
-            f"backbone '{name}' with kwargs {kwargs} has {count:,} parameters, more than the "
-            f"limit of {limit:,} (raise it with {variable_for('max_backbone_parameters')})"
-        )
+    _check_size(
+        sum(p.numel() for p in model.parameters()), f"backbone '{name}' with kwargs {kwargs}"
+    )
     return model
 
 
-def check_backbone(name: str, kwargs: dict, reduced_strides: bool) -> int:
-    """The number of features the backbone gives, after checking, without allocating it, that
-    timm builds it from `kwargs` within the size limit and that `reduced_strides` applies:
-    what a training config is checked with before any stage runs."""
+def check_backbone(
+    name: str,
+    kwargs: dict,
+    reduced_strides: bool,
+    input_size: int | None = None,
+    adapter: AdapterConfig | None = None,
+) -> int:
+    """The number of features the backbone gives (the adapter's, if it has one), after checking,
+    without allocating it, that timm builds it from `kwargs` within the size limit (adapter
+    included), that `reduced_strides` applies and that a transformer takes `input_size` px
+    inputs: what a training config is checked with before any stage runs."""
     model = _meta_model(name, kwargs)
     if reduced_strides:
         reduce_strides(model, name)
-    return int(model.num_features)
+    if input_size is not None and map_layout(model) == TOKENS:
+        token_grid(model, input_size, input_size, name)
+    if adapter is None:
+        return int(model.num_features)
+    _check_adapter(model, adapter, name)
+    return adapter.features
+
+
+def _check_adapter(model: nn.Module, adapter: AdapterConfig, name: str) -> None:
+    trunk = sum(p.numel() for p in model.parameters())
+    extra = adapter.parameter_count(int(model.num_features))
+    _check_size(trunk + extra, f"backbone '{name}' with its {adapter.kind} adapter")
 
 
 def _create_timm_model(
@@ -115,7 +184,12 @@ def reduce_strides(model: nn.Module, name: str = "backbone") -> None:
 
 
 class Backbone(nn.Module):
-    """The feature extractor of a QPM: a timm model without its pooling and classifier."""
+    """The feature extractor of a QPM: a timm model without its pooling and classifier (the
+    trunk, `model`), and optionally the adapter on its maps (`adapter`).
+
+    `forward` gives the maps the interpretable layer reads: `adapter(trunk_maps(x))`, or the
+    trunk's maps when there is no adapter.
+    """
 
     def __init__(self, config: BackboneConfig, *, _model: nn.Module | None = None):
         super().__init__()
@@ -127,11 +201,17 @@ class Backbone(nn.Module):
         )
         if config.reduced_strides:
             reduce_strides(self.model, config.name)
+        self.layout = map_layout(self.model)
+        self.trunk_frozen = False
         found = int(self.model.num_features)
         if found != config.num_features:
             raise ConfigError(
                 f"backbone '{config.name}' gives {found} features, the config says {config.num_features}"
             )
+        self.adapter = None
+        if config.adapter is not None:
+            _check_adapter(self.model, config.adapter, config.name)  # before it is allocated
+            self.adapter = Adapter(config.adapter, found)
 
     @classmethod
     def create(
@@ -141,21 +221,59 @@ class Backbone(nn.Module):
         reduced_strides: bool = False,
         pretrained: bool = False,
         pretrained_file: str | None = None,
+        adapter: AdapterConfig | None = None,
         **kwargs: Any,
     ) -> Backbone:
-        """Build a backbone by timm name (optionally with pretrained weights, from timm or a file)."""
+        """Build a backbone by timm name (optionally with pretrained weights, from timm or a
+        file, and an adapter with fresh weights)."""
         model = _create_timm_model(name, kwargs, pretrained, pretrained_file)
         config = BackboneConfig(
             name=name,
             num_features=int(model.num_features),
             kwargs=kwargs,
             reduced_strides=reduced_strides,
+            adapter=adapter,
         )
         return cls(config, _model=model)
 
     @property
     def num_features(self) -> int:
-        return self.config.num_features
+        """Channels of the maps `forward` gives (the adapter's features, if it has one)."""
+        return self.config.map_channels
+
+    def check_input(self, height: int, width: int) -> None:
+        """ConfigError unless the trunk takes `height` × `width` inputs (transformers of a fixed
+        size take only theirs; CNNs take any)."""
+        if self.layout == TOKENS:
+            token_grid(self.model, height, width, self.config.name)
+
+    def freeze_trunk(self) -> None:
+        """Stop training the timm model: its parameters get no gradients and it stays in eval
+        mode (batch-norm statistics and dropout as trained), while the adapter trains."""
+        self.trunk_frozen = True
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.model.eval()
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        if self.trunk_frozen:
+            self.model.eval()
+        return self
+
+    def trunk_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The timm model's maps [B, D, h, w] (patch tokens on their grid for transformers)."""
+        if self.layout == TOKENS:
+            (maps,) = self.model.forward_intermediates(
+                x, indices=1, norm=True, output_fmt="NCHW", intermediates_only=True
+            )
+            return maps
+        maps = self.model.forward_features(x)
+        return maps.permute(0, 3, 1, 2) if self.layout == CHANNELS_LAST else maps
+
+    def adapt(self, trunk_maps: torch.Tensor) -> torch.Tensor:
+        """The adapter's maps on the trunk's (the trunk's themselves without an adapter)."""
+        return trunk_maps if self.adapter is None else self.adapter(trunk_maps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(x)
+        return self.adapt(self.trunk_maps(x))

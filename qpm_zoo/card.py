@@ -326,6 +326,10 @@ def _facts_table(config: QPMConfig, recipe: RecipeMetadata) -> str:
         backbone += ", reduced strides"
     if bb.kwargs:
         backbone += ", " + ", ".join(f"{key}={value!r}" for key, value in sorted(bb.kwargs.items()))
+    if bb.adapter is not None:
+        a = bb.adapter
+        shape = f"{a.layers} layers, {a.hidden} hidden, " if a.kind == "mlp" else ""
+        backbone += f", {a.kind} adapter ({shape}{a.features} features)"
     files = [CONFIG_NAME, WEIGHTS_NAME]
     if config.onnx is not None:
         files.append(str(config.onnx.file))
@@ -336,7 +340,7 @@ def _facts_table(config: QPMConfig, recipe: RecipeMetadata) -> str:
         ("Classes", str(config.num_classes)),
         (
             "Interpretable layer",
-            f"n = {config.n_features} of the backbone's {bb.num_features} features; "
+            f"n = {config.n_features} of the backbone's {bb.map_channels} features; "
             + (
                 f"k = {config.k} per class"
                 if config.model_type == "qpm"

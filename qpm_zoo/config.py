@@ -9,6 +9,7 @@ the value (see qpm_zoo.validation), so a bad checkpoint never half-loads.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -43,6 +44,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ONNX_NAME",
     "WEIGHTS_NAME",
+    "AdapterConfig",
     "Assignment",
     "BackboneConfig",
     "OnnxRecord",
@@ -109,10 +111,40 @@ def _boolean(value: Any) -> bool:
     return value
 
 
-#: The `timm.create_model` keyword arguments a checkpoint may set, each with its check: only
-#: regularisation and ResNet stem options. Anything else (`checkpoint_path`, `pretrained_cfg`,
-#: `num_classes`, ...) would make timm read files or build another network than config.json
-#: describes, so it is refused when the config is read, not passed on.
+def _bounded_integer(low: int, high: int) -> Any:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"must be an integer in {low}..{high}, got {kind(value)}")
+        return value
+
+    return check
+
+
+def _img_size(value: Any) -> Any:
+    """A transformer's input side (or [height, width]): within the input-size limit."""
+    largest = current_limits().max_input_side
+    sides = value if isinstance(value, list) and len(value) == 2 else [value]
+    for side in sides:
+        if isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= largest:
+            raise ValueError(
+                f"must be a side (or [height, width]) in 1..{largest} px, got {kind(value)}"
+            )
+    return value
+
+
+def _mlp_ratio(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 16:
+        raise ValueError(f"must be a number in (0, 16], got {kind(value)}")
+    return float(value)
+
+
+#: The `timm.create_model` keyword arguments a checkpoint may set, each with its check:
+#: regularisation, ResNet stem options and the shape of vision transformers (their input and
+#: patch size, width, depth, heads, register and class tokens, dynamic input sizes; the
+#: parameter limit is checked on the meta device before anything is built). Anything else
+#: (`checkpoint_path`, `pretrained_cfg`, `num_classes`, ...) would make timm read files or build
+#: another network than config.json describes, so it is refused when the config is read, not
+#: passed on.
 TIMM_KWARGS = {
     "drop_rate": _rate,
     "drop_path_rate": _rate,
@@ -120,6 +152,16 @@ TIMM_KWARGS = {
     "stem_width": _stem_width,
     "stem_type": _stem_type,
     "avg_down": _boolean,
+    "img_size": _img_size,
+    "patch_size": _bounded_integer(1, 64),
+    "embed_dim": _bounded_integer(1, 8192),
+    "depth": _bounded_integer(1, 64),
+    "num_heads": _bounded_integer(1, 128),
+    "mlp_ratio": _mlp_ratio,
+    "reg_tokens": _bounded_integer(0, 64),
+    "class_token": _boolean,
+    "dynamic_img_size": _boolean,
+    "dynamic_img_pad": _boolean,
 }
 
 
@@ -160,11 +202,58 @@ CheckpointPath = Annotated[Text, AfterValidator(inside_checkpoint)]
 
 
 # -- the parts -------------------------------------------------------------------------------
+AdapterKind = Literal["conv1x1", "mlp"]
+
+
+class AdapterConfig(StrictModel):
+    """A small network on the timm model's maps, applied at every position (docs/method.md §8).
+
+    Its output channels are the features the interpretable layer selects from. `conv1x1` is one
+    1×1 convolution, batch norm and ReLU; `mlp` is `layers` of them, `hidden` channels wide but
+    the last (DINO-QPM's adapter: 4 layers, 2048 hidden, 512 features).
+    """
+
+    kind: AdapterKind = Field(description="conv1x1 (one layer) or mlp (several)")
+    features: Count = Field(description="its output channels: the features QPM selects from")
+    hidden: Count | None = Field(None, description="mlp: channels of its hidden layers")
+    layers: Count = Field(1, description="1x1 convolutions in all (conv1x1: 1; mlp: 2 or more)")
+
+    _omitted_when_none = ("hidden",)
+    _required_in_files = ("layers",)
+    _stated = required_in_files(*_required_in_files)
+
+    @model_validator(mode="after")
+    def _shape(self) -> AdapterConfig:
+        if self.kind == "conv1x1":
+            if self.layers != 1:
+                raise FieldProblem("layers", f"is {self.layers}; a conv1x1 adapter has 1 layer")
+            if self.hidden is not None:
+                raise FieldProblem(
+                    "hidden", "must not be set: a conv1x1 adapter has no hidden layer"
+                )
+        else:
+            if self.layers < 2:
+                raise FieldProblem("layers", f"is {self.layers}; an mlp adapter has 2 or more")
+            if self.hidden is None:
+                raise FieldProblem("hidden", "is required for an mlp adapter")
+        return self
+
+    def widths(self, in_channels: int) -> list[tuple[int, int]]:
+        """(input, output) channels of each 1×1 convolution, on maps of `in_channels`."""
+        sizes = [in_channels, *[self.hidden] * (self.layers - 1), self.features]
+        return list(itertools.pairwise(sizes))
+
+    def parameter_count(self, in_channels: int) -> int:
+        """Its parameters (convolution weights and biases, batch-norm scales and shifts)."""
+        return sum(i * o + 3 * o for i, o in self.widths(in_channels))
+
+
 class BackboneConfig(StrictModel):
-    """Which timm model produces the feature maps, and how it was modified."""
+    """Which timm model produces the feature maps, how it was modified, and the adapter (if
+    any) that turns its maps into the features the interpretable layer selects from."""
 
     name: Text = Field(description="timm model name")
-    num_features: Count = Field(description="channels of its feature maps")
+    num_features: Count = Field(description="channels of the timm model's feature maps")
     kwargs: Annotated[JsonObject, AfterValidator(timm_kwargs)] = Field(
         default_factory=dict,
         description="timm.create_model kwargs (only " + ", ".join(TIMM_KWARGS) + ")",
@@ -172,9 +261,18 @@ class BackboneConfig(StrictModel):
     reduced_strides: Flag = Field(
         False, description="QPM's ResNet change: layer3 and layer4 keep stride 1"
     )
+    adapter: AdapterConfig | None = Field(
+        None, description="a 1x1-convolution adapter on the maps (absent: the maps themselves)"
+    )
 
+    _omitted_when_none = ("adapter",)
     _required_in_files = ("kwargs", "reduced_strides")
     _stated = required_in_files(*_required_in_files)
+
+    @property
+    def map_channels(self) -> int:
+        """Channels of the maps the interpretable layer reads: the adapter's, else timm's."""
+        return self.num_features if self.adapter is None else self.adapter.features
 
 
 class PreprocessConfig(StrictModel):
@@ -416,12 +514,12 @@ class QPMConfig(StrictModel):
             raise FieldProblem("selected_features", "must not be empty")
         if len(set(self.selected_features)) != n:
             raise FieldProblem("selected_features", "must not repeat a feature")
-        outside = [i for i in self.selected_features if not 0 <= i < self.backbone.num_features]
+        channels = self.backbone.map_channels
+        outside = [i for i in self.selected_features if not 0 <= i < channels]
         if outside:
             raise FieldProblem(
                 "selected_features",
-                f"holds {outside[:5]}, outside the backbone's {self.backbone.num_features} "
-                "features",
+                f"holds {outside[:5]}, outside the backbone's {channels} features",
             )
         if len(self.label_names) != C:
             raise FieldProblem(

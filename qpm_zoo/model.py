@@ -49,6 +49,8 @@ class QPM(
             config = QPMConfig.from_dict(config, source="config")
         self.config = config
         self.backbone = Backbone(config.backbone)
+        _, height, width = config.preprocessing.input_size
+        self.backbone.check_input(height, width)  # a fixed-size transformer takes only its size
         self.head = InterpretableHead(
             selection=np.asarray(config.selected_features),
             weight=config.weight_matrix(),

@@ -25,7 +25,8 @@ from pydantic import (
 )
 from torch import device as torch_device
 
-from qpm_zoo.config import Interpolation, timm_kwargs
+from qpm_zoo.config import AdapterConfig, AdapterKind, Interpolation, timm_kwargs
+from qpm_zoo.errors import ConfigError
 
 from .config_files import read_config_file
 from .data.config import DataConfig
@@ -49,8 +50,35 @@ MODEL_TYPES = ("qpm", "qsenn")
 Fraction = Annotated[PositiveFloat, Field(le=1)]  #: in (0, 1]
 
 
+class AdapterSection(Section):
+    """The adapter on the backbone's maps (config.json's backbone.adapter, docs/method.md §8):
+    `conv1x1` (one 1×1 convolution + batch norm + ReLU) or `mlp` (`layers` of them, `hidden`
+    wide; 2 layers unless set)."""
+
+    kind: AdapterKind
+    features: PositiveInt  #: its output channels: what the assignment selects n of
+    hidden: PositiveInt | None = None  #: mlp only
+    layers: PositiveInt | None = None  #: mlp only (default 2); conv1x1 has 1
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AdapterSection:
+        try:
+            self.to_config()
+        except ConfigError as e:  # "AdapterConfig: FIELD: PROBLEM"
+            field, _, problem = str(e).removeprefix("AdapterConfig: ").partition(": ")
+            raise FieldProblem(field, problem) from None
+        return self
+
+    def to_config(self) -> AdapterConfig:
+        """config.json's description of this adapter."""
+        layers = self.layers or (1 if self.kind == "conv1x1" else 2)
+        return AdapterConfig(
+            kind=self.kind, features=self.features, hidden=self.hidden, layers=layers
+        )
+
+
 class ModelSection(Section):
-    """The backbone and its input preprocessing."""
+    """The backbone, its adapter, whether it is frozen, and its input preprocessing."""
 
     backbone: StrictStr = "resnet50"
     pretrained: StrictBool | StrictStr = (
@@ -58,6 +86,10 @@ class ModelSection(Section):
     )
     reduced_strides: StrictBool = False
     kwargs: dict[str, Any] = Field(default_factory=dict)  #: as config.json's backbone.kwargs
+    adapter: AdapterSection | None = None  #: None: QPM selects from the backbone's own maps
+    #: train only the adapter (and the classifier): the timm model keeps its weights, so a
+    #: phase without augmentation trains on its maps computed once (docs/method.md §8)
+    freeze_backbone: StrictBool = False
     input_size: PositiveInt = 224
     interpolation: Interpolation | None = None  #: None: the backbone's timm default
     crop_pct: Fraction | None = None
@@ -100,6 +132,16 @@ class ModelSection(Section):
         if value is not None and len(value) != 3:
             raise ValueError(f"must hold 3 numbers, got {len(value)}")
         return value
+
+    @model_validator(mode="after")
+    def _frozen_needs_an_adapter(self) -> ModelSection:
+        if self.freeze_backbone and self.adapter is None:
+            raise FieldProblem(
+                "freeze_backbone",
+                "needs model.adapter: with the backbone frozen and no adapter, QPM's "
+                "fine-tuning would have nothing to train",
+            )
+        return self
 
 
 Dropout = Annotated[StrictFloat, in_interval(0.0, 1.0, high_open=True)]
@@ -330,11 +372,11 @@ def check_model_fits(config: FitConfig, num_classes: int) -> None:
     nothing is allocated), a pretrained file exists, n ≤ its features, and there are enough
     k-subsets of the n features for every class to have its own (QPM, docs/method.md §3)."""
     from qpm_zoo.backbone import check_backbone
-    from qpm_zoo.errors import ConfigError
 
     m, source = config.model, config.source
+    adapter = None if m.adapter is None else m.adapter.to_config()
     try:
-        features = check_backbone(m.backbone, m.kwargs, m.reduced_strides)
+        features = check_backbone(m.backbone, m.kwargs, m.reduced_strides, m.input_size, adapter)
     except ConfigError as e:
         raise FitConfigError(f"{source}: model: {e}") from None
     if isinstance(m.pretrained, str) and not Path(m.pretrained).expanduser().is_file():
@@ -345,7 +387,7 @@ def check_model_fits(config: FitConfig, num_classes: int) -> None:
     if n > features:
         raise FitConfigError(
             f"{source}: field 'assignment.n' is {n}, more than the {features} features of "
-            f"backbone '{m.backbone}'"
+            f"backbone '{m.backbone}'" + ("" if adapter is None else " (its adapter's)")
         )
     if config.model_type == "qpm" and math.comb(n, k) < num_classes:
         raise FitConfigError(

@@ -25,7 +25,10 @@ class DenseClassifier(nn.Module):
         self.linear = nn.Linear(backbone.num_features, num_classes)
 
     def forward_all(self, x: torch.Tensor) -> DenseOutput:
-        maps = self.backbone(x)
+        return self.from_maps(self.backbone(x))
+
+    def from_maps(self, maps: torch.Tensor) -> DenseOutput:
+        """The outputs for the backbone's maps [B, F, h, w]: pooled, dropout, linear."""
         features = maps.mean(dim=(2, 3))
         return DenseOutput(self.linear(self.dropout(features)), features, maps)
 

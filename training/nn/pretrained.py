@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from qpm_zoo.backbone import Backbone
+from qpm_zoo.config import AdapterConfig
 
 from ..errors import PretrainedWeightsError
 
@@ -81,10 +82,15 @@ def load_offline_weights(name: str) -> dict[str, torch.Tensor]:
 
 
 def create_backbone(
-    name: str, pretrained: bool | str, reduced_strides: bool = False, kwargs: dict | None = None
+    name: str,
+    pretrained: bool | str,
+    reduced_strides: bool = False,
+    kwargs: dict | None = None,
+    adapter: AdapterConfig | None = None,
 ) -> Backbone:
-    """A backbone with random, timm, offline or file weights (`pretrained` false / true / path)."""
-    kwargs = dict(kwargs or {})
+    """A backbone with random, timm, offline or file weights (`pretrained` false / true / path),
+    and a freshly initialised adapter if one is given."""
+    kwargs = {**(kwargs or {}), "adapter": adapter}  # Backbone.create's own keyword
     if pretrained is False:
         return Backbone.create(name, reduced_strides=reduced_strides, **kwargs)
     if isinstance(pretrained, str):
@@ -102,7 +108,7 @@ def create_backbone(
         backbone = Backbone.create(name, reduced_strides=reduced_strides, **kwargs)
         weights = load_offline_weights(name)
         body = {k: v for k, v in weights.items() if not k.startswith("classifier.")}
-        backbone.model.load_state_dict(body, strict=True)
+        backbone.model.load_state_dict(body, strict=True)  # the trunk; the adapter stays fresh
         log.info("backbone %s: ImageNet weights from %s", name, offline_weights_file(name))
         return backbone
     try:

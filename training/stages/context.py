@@ -19,6 +19,7 @@ from qpm_zoo import PreprocessConfig
 
 from ..config import SCALE_KEY, FitConfig, ModelSection, TrainSection
 from ..nn.dense import DenseClassifier
+from ..nn.frozen import MapLoader, TrunkMaps, compute_trunk_maps
 from ..nn.loops import PhaseRuntime
 from ..nn.pretrained import create_backbone
 from ..runtime import Distributed, Precision, default_num_workers, resolve_device
@@ -133,6 +134,9 @@ class StageContext:
     preprocessing: PreprocessConfig
     data: RunData
     dist: Distributed = field(default_factory=Distributed)
+    #: the frozen trunk's maps by split, computed once per process (dense and fine-tuning
+    #: train on the same maps: the trunk is frozen, so they are the same)
+    _trunk_maps: dict[str, TrunkMaps] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(
@@ -260,15 +264,49 @@ class StageContext:
         return EpochLoader(loader, sampler, self.config.seed, self.dist.rank)
 
     def new_dense_model(self, pretrained: bool | str | None = None) -> DenseClassifier:
-        """The dense model of the config (the backbone's pretrained weights unless told not)."""
+        """The dense model of the config (the backbone's pretrained weights unless told not),
+        its trunk frozen if the config says so."""
         m = self.config.model
         backbone = create_backbone(
             m.backbone,
             m.pretrained if pretrained is None else pretrained,
             m.reduced_strides,
             m.kwargs,
+            None if m.adapter is None else m.adapter.to_config(),
         )
+        if m.freeze_backbone:
+            backbone.freeze_trunk()
         return DenseClassifier(backbone, len(self.class_names), self.config.dense.dropout)
+
+    def trains_on_cached_maps(self, section: TrainSection) -> bool:
+        """Whether a phase trains on the frozen trunk's maps computed once: the trunk is frozen
+        and the phase has no augmentation (augmented images would need the trunk every step)."""
+        return self.config.model.freeze_backbone and section.augment == "none"
+
+    def cached_maps_seconds(self) -> float:
+        """How long computing the cached trunk maps took in this process (0 if none were)."""
+        return sum(cached.seconds for cached in self._trunk_maps.values())
+
+    def map_loaders(self, backbone: Any, section: TrainSection) -> tuple[MapLoader, MapLoader]:
+        """This rank's shuffled training maps and in-order test maps of the frozen trunk
+        (training.nn.frozen), computed on first use and kept for later phases."""
+        for split in ("train", "test"):
+            if split not in self._trunk_maps:
+                self._trunk_maps[split] = compute_trunk_maps(
+                    backbone, self.loader(split), self.device, f"{split} maps"
+                )
+        train, test = self._trunk_maps["train"], self._trunk_maps["test"]
+        seed = loader_seed(self.config.seed, self.dist.rank, 0)
+        return (
+            MapLoader(
+                train,
+                section.batch_size,
+                shuffle=True,
+                seed=seed,
+                drop_last=len(train) > section.batch_size,
+            ),
+            MapLoader(test, self.config.runtime.eval_batch_size),
+        )
 
     def has_dense(self) -> bool:
         return (self.work_dir("dense") / DENSE_WEIGHTS).exists()

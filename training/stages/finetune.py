@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from qpm_zoo.model import QPM
 
+from ..nn.frozen import OnTrunkMaps
 from ..nn.loops import evaluate_accuracy, train_phase
 from ..stage_cache import write_json
 from .assignment import load_assignment, proof_metrics
@@ -42,26 +43,39 @@ def finetune(ctx: StageContext, dense_accuracy: float | None) -> FinetuneSummary
         metrics={"dense_accuracy": dense_accuracy, **proof_metrics(assignment)},
         training=ctx.training_record(),
     ).to(ctx.device)
+    if ctx.config.model.freeze_backbone:
+        model.backbone.freeze_trunk()  # the adapter alone trains (docs/method.md §8)
     section = ctx.config.finetune
     model.head.dropout.p = section.dropout
     before = evaluate_accuracy(
         model, ctx.loader("test"), ctx.device, desc="qpm before fine-tuning", dist=ctx.dist
     )
+    cached = ctx.trains_on_cached_maps(section)
+    if cached:
+        train_loader, test_loader = ctx.map_loaders(model.backbone, section)
+        stepped = OnTrunkMaps(model, model.head.forward)
+    else:
+        train_loader, test_loader, stepped = ctx.loader("train", section), ctx.loader("test"), model
     work = ctx.work_dir(NAME)
     history = train_phase(
-        model,
+        stepped,
         lambda: model.head.weight,
         [{"params": [p for p in model.parameters() if p.requires_grad]}],
         section,
-        ctx.loader("train", section),
-        ctx.loader("test"),
+        train_loader,
+        test_loader,
         ctx.device,
         work,
         NAME,
         eval_every=max(1, section.epochs // 4),
         runtime=ctx.phase_runtime(),
     )
-    accuracy = history[-1].test_accuracy if history else before
+    if not history:
+        accuracy = before
+    elif cached:  # the checkpoint's accuracy on images, not on the float16 maps it trained on
+        accuracy = evaluate_accuracy(model, ctx.loader("test"), ctx.device, dist=ctx.dist)
+    else:
+        accuracy = history[-1].test_accuracy
     model.head.dropout.p = 0.0
     model.set_config(model.config.replace(metrics={**model.config.metrics, "accuracy": accuracy}))
     if ctx.dist.is_main:

@@ -158,6 +158,8 @@ def train_qsenn(ctx: StageContext, dense_accuracy: float | None) -> QSENNSummary
             preprocessing=ctx.preprocessing,
             training=ctx.training_record(),
         ).to(ctx.device)
+        if ctx.config.model.freeze_backbone:
+            model.backbone.freeze_trunk()  # the adapter trains, on images (no cached maps here)
         section = _round_section(ctx, r)
         model.head.dropout.p = section.dropout
         before = evaluate_accuracy(
