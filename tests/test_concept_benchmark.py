@@ -132,3 +132,40 @@ def test_seed_config_changes_only_the_seed_and_needs_known_concepts():
     fmnist = FitConfig.from_dict({**TINY, "data": {"name": "fashion_mnist"}})
     with pytest.raises(FitConfigError, match="known-concept data"):
         seed_config(fmnist, 0)
+
+
+def test_sweep_scores_each_weight_through_the_dense_matching():
+    from training.commands.benchmark_concepts import sweep_text
+    from training.duplicate_concepts import sweep_redundancy_weight
+    from training.metrics import edge_scores
+
+    A, R, b = _instance()
+    dense_auc = np.full((6, 4), 0.5)
+    dense_auc[[0, 1, 2, 3, 4, 5], [0, 0, 1, 2, 1, 3]] = 0.99
+    truth = np.zeros((3, 4), dtype=bool)
+    truth[0, [0, 1]] = truth[1, [0, 2]] = truth[2, [1, 3]] = True
+    points = sweep_redundancy_weight(
+        A,
+        R,
+        b,
+        4,
+        2,
+        weights=[0.0, 1.0, 1000.0],
+        dense_auc=dense_auc,
+        class_concepts=truth,
+        time_limit=10,
+    )
+    assert [p.redundancy_weight for p in points] == [0.0, 1.0, 1000.0]
+    for p in points:
+        selected = np.array(p.selected)
+        problem = AssignmentProblem.build(A, R, b, 4, 2)
+        best = SelectionOracle(problem)(selected)
+        assert p.z_r == pytest.approx(best.terms.z_r)  # unweighted, also at w_R = 0
+        scores = edge_scores(best.weight, np.argmax(dense_auc[selected], axis=1), truth)
+        assert p.edge_f1 == pytest.approx(scores.f1)
+    # a larger weight never buys more redundancy, and pays for it in similarity
+    assert points[0].z_r >= points[1].z_r >= points[2].z_r
+    assert points[0].z_a >= points[2].z_a
+    empty = DuplicateReport(1.0, 1.0, 1.0, 0.5, 0, 0.0, 0, (), ())
+    table = sweep_text([SeedResult(0, "run", {}, empty, tuple(points))])
+    assert "w_R" in table and "1000" in table

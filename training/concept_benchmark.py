@@ -11,6 +11,7 @@ no selected feature matches, with their explanation (`training.duplicate_concept
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -21,8 +22,10 @@ import numpy as np
 from .config import FitConfig
 from .duplicate_concepts import (
     DuplicateReport,
+    SweepPoint,
     dense_concept_auc,
     explain_duplicates,
+    sweep_redundancy_weight,
 )
 from .errors import FitConfigError
 from .stage_cache import write_json
@@ -58,14 +61,18 @@ class SeedResult:
     run: str
     metrics: dict[str, float | None]
     duplicates: DuplicateReport
+    sweep: tuple[SweepPoint, ...] = ()  #: --sweep-redundancy: assignments before fine-tuning
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "seed": self.seed,
             "run": self.run,
             "metrics": dict(self.metrics),
             "duplicates": self.duplicates.to_dict(),
         }
+        if self.sweep:
+            out["sweep"] = [p.to_dict() for p in self.sweep]
+        return out
 
 
 @dataclass(frozen=True)
@@ -132,15 +139,45 @@ def seed_config(config: FitConfig, seed: int) -> FitConfig:
     return copy
 
 
-def run_seed(config: FitConfig, out: Path, dense_from: Path | None = None) -> SeedResult:
-    """Fit (or resume) one seed's run folder and read its results back."""
+def run_seed(
+    config: FitConfig,
+    out: Path,
+    dense_from: Path | None = None,
+    sweep_weights: list[float] | None = None,
+) -> SeedResult:
+    """Fit (or resume) one seed's run folder and read its results back; with `sweep_weights`
+    also solve the assignment on its statistics once per redundancy weight."""
     from .pipeline import FitRun
 
     fit_run = FitRun(config, out)
     if dense_from is not None:
         fit_run.reuse_dense(dense_from)
     fit_run.run()
-    return read_seed(fit_run)
+    result = read_seed(fit_run)
+    if sweep_weights:
+        result = dataclasses.replace(result, sweep=tuple(sweep_seed(fit_run, sweep_weights)))
+    return result
+
+
+def sweep_seed(fit_run, weights: list[float]) -> list[SweepPoint]:
+    """`sweep_redundancy_weight` on a finished run's statistics and dense AUCs."""
+    from .stages.statistics import load_statistics
+
+    ctx = fit_run.context
+    stats = load_statistics(ctx)
+    a = ctx.config.assignment
+    return sweep_redundancy_weight(
+        stats.A,
+        stats.R,
+        stats.b,
+        a.n,
+        a.k,
+        weights=weights,
+        dense_auc=dense_concept_auc(fit_run.out, ctx),
+        class_concepts=ctx.data.splits.ground_truth.class_concept_matrix(),
+        time_limit=a.time_limit,
+        seed=ctx.config.seed,
+    )
 
 
 def read_seed(fit_run) -> SeedResult:

@@ -263,3 +263,73 @@ def _best_swap(plain, current, selected, extras, channel) -> tuple | None:
     if best is not None and math.isinf(best[3]):
         best = (*best[:3], None)  # JSON has no infinity: None = no weight makes it pay
     return best
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One redundancy weight's assignment on a run's statistics, judged before fine-tuning:
+    each selected channel matched to its concept by the dense model's AUCs."""
+
+    redundancy_weight: float
+    edge_f1: float
+    edge_precision: float
+    edge_recall: float
+    duplicate_classes: int
+    missing_concepts: int
+    z_a: float  #: the similarity term of the assignment (how well the classes fit)
+    z_r: float  #: its redundancy term, unweighted (Σ R̃ over selected pairs)
+    selected: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sweep_redundancy_weight(
+    A: np.ndarray,
+    R: np.ndarray,
+    b: np.ndarray,
+    n: int,
+    k: int,
+    *,
+    weights: list[float],
+    dense_auc: np.ndarray,
+    class_concepts: np.ndarray,
+    time_limit: float,
+    seed: int = 0,
+) -> list[SweepPoint]:
+    """Solve the assignment once per weight w_R and score it against the true concepts through
+    the dense channels' own matching (fine-tuning moves features, so the fitted run's numbers
+    differ; this ranks weights in seconds instead of a fine-tuning per weight)."""
+    from .metrics import edge_scores
+    from .solver import solve_assignment
+
+    column = np.where(np.isfinite(dense_auc), dense_auc, -1.0)
+    points = []
+    for w in weights:
+        result = solve_assignment(
+            A, R, b, n, k, time_limit=time_limit, mip_gap=0.0, seed=seed, redundancy_weight=w
+        )
+        concept = np.argmax(column[result.selected], axis=1)
+        scores = edge_scores(result.weight, concept, class_concepts)
+        z_r = result.objective_terms.z_r / w if w > 0 else _unweighted_z_r(A, R, b, n, k, result)
+        points.append(
+            SweepPoint(
+                redundancy_weight=float(w),
+                edge_f1=scores.f1,
+                edge_precision=scores.precision,
+                edge_recall=scores.recall,
+                duplicate_classes=len({c for c, _, _ in duplicate_groups(result.weight, concept)}),
+                missing_concepts=len(missing_concepts(concept, class_concepts)),
+                z_a=result.objective_terms.z_a,
+                z_r=z_r,
+                selected=tuple(int(f) for f in result.selected),
+            )
+        )
+    return points
+
+
+def _unweighted_z_r(A, R, b, n, k, result) -> float:
+    from .solver.problem import AssignmentProblem
+
+    problem = AssignmentProblem.build(A, R, b, n, k, tau=result.tau)
+    return problem.terms(result.selected, result.weight).z_r

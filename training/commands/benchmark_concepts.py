@@ -54,6 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print each duplicate pair and missing concept in the assignment's terms",
     )
+    parser.add_argument(
+        "--sweep-redundancy",
+        type=float,
+        nargs="+",
+        metavar="W",
+        help="also solve each seed's assignment with these redundancy weights w_R and score "
+        "them before fine-tuning (dense channels' concept matching)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
         "--verbose", action="store_true", help="the fits' log lines on the console too"
@@ -83,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         setup_logging(out / "fit.log", quiet=not args.verbose)
         started = time.monotonic()
         dense_from = None if args.dense_from is None else seed_dir(args.dense_from, seed)
-        result = run_seed(seed_config(base, seed), out, dense_from)
+        result = run_seed(seed_config(base, seed), out, dense_from, args.sweep_redundancy)
         results.append(result)
         m = result.metrics
         print(
@@ -110,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         for result in results:
             print(f"\n== seed {result.seed}: duplicates " + "=" * 40)
             print(explain_text(result.duplicates))
+    if args.sweep_redundancy:
+        print("\n== redundancy weight sweep, before fine-tuning (dense matching) " + "=" * 10)
+        print(sweep_text(results))
     print(f"\nper-seed values and duplicate reports: {path}")
     return 0
 
@@ -175,3 +186,37 @@ def explain_text(report) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def sweep_text(results) -> str:
+    """Per redundancy weight: edge F1 over the seeds, and how many seeds keep a duplicate."""
+    import numpy as np
+
+    weights = [p.redundancy_weight for p in results[0].sweep]
+    rows = []
+    for i, w in enumerate(weights):
+        points = [r.sweep[i] for r in results]
+        f1 = np.array([p.edge_f1 for p in points])
+        rows.append(
+            (
+                f"{w:g}",
+                f"{f1.mean():.3f} ± {f1.std(ddof=1) if len(f1) > 1 else 0.0:.3f}",
+                " ".join(f"{p.edge_f1:.3f}" for p in points),
+                sum(p.duplicate_classes > 0 for p in points),
+                " ".join(str(p.duplicate_classes) for p in points),
+                " ".join(str(p.missing_concepts) for p in points),
+                f"{np.mean([p.z_a for p in points]):.1f}",
+            )
+        )
+    return format_table(
+        [
+            "w_R",
+            "edge F1 mean ± std",
+            "per seed",
+            "seeds with duplicates",
+            "duplicate classes",
+            "missing concepts",
+            "Z_A",
+        ],
+        rows,
+    )
