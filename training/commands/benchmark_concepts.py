@@ -97,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"[{number}/{len(args.seeds)}] seed {seed}: accuracy {m['accuracy']:.4f} "
             f"(dense {m.get('dense_accuracy') or float('nan'):.4f}), edge F1 "
-            f"{m['concept_edge_f1']:.3f}, {m['duplicate_classes']} classes with a duplicated "
-            f"concept, {m['missing_concepts']} concepts missing ({time.monotonic() - started:.0f} s)",
+            f"{m['concept_edge_f1']:.3f}, classes with a duplicated concept: "
+            f"{m['duplicate_classes']}, concepts missing: {m['missing_concepts']} "
+            f"({time.monotonic() - started:.0f} s)",
             file=sys.stderr if args.json else sys.stdout,  # --json: stdout is the JSON alone
             flush=True,
         )
