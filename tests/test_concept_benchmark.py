@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from recipes import TINY
 
-from training.concept_benchmark import Aggregate, SeedResult, aggregate, seed_config
+from training.concept_benchmark import Aggregate, SeedResult, aggregate, seed_config, seed_configs
 from training.config import FitConfig
 from training.duplicate_concepts import (
     DuplicateReport,
@@ -131,7 +131,11 @@ def test_seed_config_changes_only_the_seed_and_needs_known_concepts():
     assert other.seed == 7 and other.to_dict() == {**config.to_dict(), "seed": 7}
     fmnist = FitConfig.from_dict({**TINY, "data": {"name": "fashion_mnist"}})
     with pytest.raises(FitConfigError, match="known-concept data"):
-        seed_config(fmnist, 0)
+        seed_configs(fmnist, [0, 1])
+    with pytest.raises(FitConfigError, match="given twice"):
+        seed_configs(config, [0, 1, 0])
+    with pytest.raises(FitConfigError, match="seed must be an integer >= 0"):
+        seed_config(config, -1)
 
 
 def test_sweep_scores_each_weight_through_the_dense_matching():

@@ -103,6 +103,8 @@ class Aggregate:
 
 @dataclass(frozen=True)
 class BenchmarkResult:
+    """What OUT/benchmark.json holds: the config, every seed's result, their aggregate."""
+
     config: str
     seeds: list[SeedResult]
     aggregate: dict[str, Aggregate] = field(default_factory=dict)
@@ -127,8 +129,17 @@ def aggregate(results: list[SeedResult]) -> dict[str, Aggregate]:
     return out
 
 
+def seed_configs(config: FitConfig, seeds: list[int]) -> list[FitConfig]:
+    """One config per seed, all checked before any of them trains."""
+    if len(set(seeds)) != len(seeds):
+        raise FitConfigError(f"--seeds {' '.join(map(str, seeds))}: a seed is given twice")
+    return [seed_config(config, seed) for seed in seeds]
+
+
 def seed_config(config: FitConfig, seed: int) -> FitConfig:
     """The config with its training seed replaced (nothing else changes)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise FitConfigError(f"seed must be an integer >= 0, got {seed!r}")
     if config.data.name != "concepts":
         raise FitConfigError(
             f"data.name is {config.data.name!r}: the concept benchmark needs the known-concept "

@@ -1,4 +1,4 @@
-"""Why a QPM on the known-concept data spends two features on one concept (docs/method.md §3).
+"""Why a QPM on the known-concept data spends two features on one concept (docs/method.md §3, §6).
 
 After the evaluation has matched every selected feature to a true concept (by AUC on the
 training set, `training.metrics.concept_matching`), a class whose k features include two that
@@ -126,7 +126,8 @@ class DuplicateReport:
 
 
 def dense_concept_auc(run_dir: Path, ctx=None) -> np.ndarray:
-    """AUC [F, K] of every dense channel for every concept on the training set (cached in
+    """AUC [F, K] of every dense channel for every concept on the training set, -1 where it is
+    undefined (cached in
     RUN/concept_analysis/dense_auc.json under the dense stage's key). `ctx` is the run's
     StageContext; it is only needed when the cache is missing or stale."""
     record = read_stage_record(run_dir, "dense")
@@ -144,7 +145,8 @@ def dense_concept_auc(run_dir: Path, ctx=None) -> np.ndarray:
         ctx.load_dense(), ctx.loader("train"), ctx.device, "dense: concept AUC"
     )
     auc = concept_auc(features, ctx.data.splits.ground_truth.presence("train"))
-    write_json(cache, {"dense_key": key, "auc": np.where(np.isfinite(auc), auc, -1.0).tolist()})
+    auc = np.where(np.isfinite(auc), auc, -1.0)  # undefined (concept in every image or none): -1
+    write_json(cache, {"dense_key": key, "auc": auc.tolist()})
     return auc
 
 
@@ -180,7 +182,8 @@ def explain_duplicates(
     groups = duplicate_groups(weight, feature_concept)
     for c, concept, positions in groups:
         ranked = sorted(positions, key=lambda j: -feature_auc[j, concept])
-        for j1, j2 in zip(ranked[:1] * (len(ranked) - 1), ranked[1:]):
+        j1 = ranked[0]  # the best detector, paired with each further one
+        for j2 in ranked[1:]:
             f, g = int(selected[j1]), int(selected[j2])
             r = float(upper[min(f, g), max(f, g)])
             pairs.append(

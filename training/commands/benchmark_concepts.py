@@ -5,7 +5,7 @@ Each seed is an ordinary cached fit in OUT/seed-S: rerunning with other assignme
 evaluation; --dense-from OTHER_OUT reuses another benchmark's dense models seed by seed.
 Prints one progress line per seed, then mean ± std of every metric, the number of classes
 that use two features matched to one concept and of true concepts no selected feature
-matches; --explain-duplicates adds why (docs/method.md §3). OUT/benchmark.json holds the
+matches; --explain-duplicates adds why (docs/method.md §6). OUT/benchmark.json holds the
 per-seed values, the aggregate and the full duplicate reports; --json prints it.
 """
 
@@ -77,21 +77,21 @@ def run(args: argparse.Namespace) -> int:
         BenchmarkResult,
         aggregate,
         run_seed,
-        seed_config,
+        seed_configs,
         seed_dir,
         write_result,
     )
     from ..config import load_fit_config
     from ..logs import setup_logging
 
-    base = load_fit_config(args.config, args.overrides)
+    configs = seed_configs(load_fit_config(args.config, args.overrides), args.seeds)
     results = []
-    for number, seed in enumerate(args.seeds, 1):
+    for number, (seed, config) in enumerate(zip(args.seeds, configs), 1):
         out = seed_dir(args.out, seed)
         setup_logging(out / "fit.log", quiet=not args.verbose)
         started = time.monotonic()
         dense_from = None if args.dense_from is None else seed_dir(args.dense_from, seed)
-        result = run_seed(seed_config(base, seed), out, dense_from, args.sweep_redundancy)
+        result = run_seed(config, out, dense_from, args.sweep_redundancy)
         results.append(result)
         m = result.metrics
         print(
