@@ -127,9 +127,8 @@ class DuplicateReport:
 
 def dense_concept_auc(run_dir: Path, ctx=None) -> np.ndarray:
     """AUC [F, K] of every dense channel for every concept on the training set, -1 where it is
-    undefined (cached in
-    RUN/concept_analysis/dense_auc.json under the dense stage's key). `ctx` is the run's
-    StageContext; it is only needed when the cache is missing or stale."""
+    undefined; cached in RUN/concept_analysis/dense_auc.json under the dense stage's key.
+    `ctx` is the run's StageContext, needed only when the cache is missing or stale."""
     record = read_stage_record(run_dir, "dense")
     key = None if record is None else record.get("key")
     cache = Path(run_dir) / ANALYSIS_DIR / "dense_auc.json"
