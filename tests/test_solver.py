@@ -32,7 +32,9 @@ def brute_tau(R: np.ndarray, n: int) -> float:
     raise AssertionError("unreachable: the last candidate joins every pair")
 
 
-def brute_optimum(A: np.ndarray, R: np.ndarray, b: np.ndarray, n: int, k: int) -> float:
+def brute_optimum(
+    A: np.ndarray, R: np.ndarray, b: np.ndarray, n: int, k: int, redundancy_weight: float = 1.0
+) -> float:
     F, C = A.shape
     tau = brute_tau(R, n)
     nonzero = R[np.triu_indices(F, 1)]
@@ -46,7 +48,7 @@ def brute_optimum(A: np.ndarray, R: np.ndarray, b: np.ndarray, n: int, k: int) -
         rows, cols = linear_sum_assignment(gain, maximize=True)
         z_a = 1000.0 / (k * C) * gain[rows, cols].sum()
         z_r = sum(penalty[f, g] for f, g in itertools.combinations(sel, 2))
-        best = max(best, z_a + b[list(sel)].sum() - z_r)
+        best = max(best, z_a + b[list(sel)].sum() - redundancy_weight * z_r)
     return best
 
 
@@ -71,6 +73,19 @@ def test_objective_equals_brute_force_optimum(seed, similar):
     assert result.gap == pytest.approx(0.0, abs=1e-6)
     assert all(result.checks.values())
     assert result.tau == pytest.approx(brute_tau(R, 5))
+
+
+@pytest.mark.parametrize(("seed", "weight"), [(0, 0.0), (2, 40.0), (3, 400.0)])
+def test_redundancy_weight_scales_z_r_and_stays_optimal(seed, weight):
+    """w_R multiplies every penalty (docs/method.md §3); τ and P do not depend on it."""
+    A, R, b = random_instance(seed, F=10, C=6, similar_classes=seed % 2 == 1)
+    result = solve_assignment(A, R, b, 5, 2, time_limit=60, seed=seed, redundancy_weight=weight)
+    assert result.status == "optimal"
+    assert result.objective == pytest.approx(brute_optimum(A, R, b, 5, 2, weight), abs=1e-9)
+    assert result.tau == pytest.approx(brute_tau(R, 5))
+    assert result.to_dict()["redundancy_weight"] == weight
+    if weight == 0:
+        assert result.objective_terms.z_r == 0
 
 
 @pytest.mark.parametrize("seed", range(4, 10))
@@ -201,6 +216,8 @@ def test_impossible_sizes_raise_value_error(n, k, message):
         ({"time_limit": 10, "mip_gap": -0.1}, "mip_gap must be a non-negative"),
         ({"time_limit": 10, "warm_start": [0, 99]}, r"warm_start has feature indices outside 0..9"),
         ({"time_limit": 10, "warm_start": [1, 1]}, "distinct"),
+        ({"time_limit": 10, "redundancy_weight": -1.0}, "redundancy_weight must be a finite"),
+        ({"time_limit": 10, "redundancy_weight": math.inf}, "redundancy_weight must be a finite"),
     ],
 )
 def test_bad_options_raise_value_error(kwargs, message):

@@ -11,6 +11,7 @@ from qpm_zoo.commands import run_commands
 COMMANDS: dict[str, str] = {
     "fit": "training.commands.fit",
     "demo": "training.commands.demo",
+    "benchmark-concepts": "training.commands.benchmark_concepts",
     "evaluate": "training.commands.evaluate",
     "compare": "training.commands.compare",
     "publish": "training.commands.publish",

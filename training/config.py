@@ -190,6 +190,9 @@ class AssignmentSection(Section):
     k: PositiveInt = 5
     time_limit: PositiveFloat = 600.0
     mip_gap: NonNegativeFloat = 0.0
+    #: w_R, the weight of the redundancy term Z_R (docs/method.md §3); 1 is the paper's
+    #: formulation, larger values matter when 1000/(k·C) dwarfs R̃ (few classes)
+    redundancy_weight: NonNegativeFloat = 1.0
 
     @model_validator(mode="after")
     def _k_within_n(self) -> AssignmentSection:

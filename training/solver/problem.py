@@ -4,12 +4,13 @@ Everything that solves or checks an assignment goes through `AssignmentProblem`,
 one definition of the objective:
 
     Z_A = (1000 / (k·C)) Σ_{f,c} A[f, c] W_fc,  Z_B = Σ_f b_f s_f,
-    Z_R = Σ_{(f,g) ∈ P} R̃[f, g] s_f s_g,       objective = Z_A + Z_B − Z_R,
+    Z_R = w_R Σ_{(f,g) ∈ P} R̃[f, g] s_f s_g,   objective = Z_A + Z_B − Z_R,
 
 with P = {f < g : R[f, g] ≥ τ} (τ from `threshold.redundancy_threshold`) and R̃ as in the
 authors' code: R minus the smallest nonzero entry of R, divided by the largest entry of that
 difference, so every pair in P with R > min nonzero R has R̃ > 0. (When all nonzero entries of R
-are equal that division is 0/0; then R̃ = 1 on P.)
+are equal that division is 0/0; then R̃ = 1 on P.) w_R is the redundancy weight: 1 is the
+paper's formulation; docs/method.md §3 says when another value is worth it.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def validate_inputs(A, R, b, n, k) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     return A, upper_triangle(R), b, n, k
 
 
-def scaled_penalty(upper: np.ndarray, tau: float) -> np.ndarray:
-    """Symmetric [F, F] matrix of R̃ on the penalised pairs P = {R ≥ τ}, 0 elsewhere."""
+def scaled_penalty(upper: np.ndarray, tau: float, weight: float = 1.0) -> np.ndarray:
+    """Symmetric [F, F] matrix of w_R·R̃ on the penalised pairs P = {R ≥ τ}, 0 elsewhere."""
     nonzero = upper[upper > 0]
     penalty = np.zeros_like(upper)
     if nonzero.size == 0:
@@ -86,7 +87,16 @@ def scaled_penalty(upper: np.ndarray, tau: float) -> np.ndarray:
     low, span = nonzero.min(), nonzero.max() - nonzero.min()
     in_p = (upper >= tau) & (upper > 0)
     penalty[in_p] = (upper[in_p] - low) / span if span > 0 else 1.0
-    return penalty + penalty.T
+    return weight * (penalty + penalty.T)
+
+
+def validate_redundancy_weight(value) -> float:
+    """w_R: a finite number ≥ 0 (0 drops Z_R; 1 is the paper's formulation)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"redundancy_weight must be a number, got {value!r}")  # noqa: TRY004
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"redundancy_weight must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 #: the constraints of docs/method.md §3, as `AssignmentProblem.checks` names them
@@ -116,14 +126,27 @@ class AssignmentProblem:
     n: int
     k: int
     threshold: ThresholdResult
-    penalty: np.ndarray  #: [F, F] symmetric R̃ on P, 0 elsewhere
+    penalty: np.ndarray  #: [F, F] symmetric w_R·R̃ on P, 0 elsewhere
+    redundancy_weight: float = 1.0  #: w_R, the weight of Z_R (1: the paper's formulation)
 
     @classmethod
     def build(
-        cls, A, R, b, n, k, *, tau: float | None = None, tau_time_limit: float = 60.0, seed: int = 0
+        cls,
+        A,
+        R,
+        b,
+        n,
+        k,
+        *,
+        tau: float | None = None,
+        tau_time_limit: float = 60.0,
+        seed: int = 0,
+        redundancy_weight: float = 1.0,
     ) -> AssignmentProblem:
-        """Validate, compute τ (unless given) and the penalised pairs."""
+        """Validate, compute τ (unless given) and the penalised pairs (weighted by w_R; τ and P
+        do not depend on it)."""
         A, upper, b, n, k = validate_inputs(A, R, b, n, k)
+        redundancy_weight = validate_redundancy_weight(redundancy_weight)
         if tau is None:
             threshold = redundancy_threshold(upper, n, time_limit=tau_time_limit, seed=seed)
         else:
@@ -145,7 +168,8 @@ class AssignmentProblem:
             n=n,
             k=k,
             threshold=threshold,
-            penalty=scaled_penalty(upper, threshold.tau),
+            penalty=scaled_penalty(upper, threshold.tau, redundancy_weight),
+            redundancy_weight=redundancy_weight,
         )
 
     @property

@@ -63,6 +63,7 @@ class AssignmentResult:
     threshold: ThresholdResult
     checks: dict[str, bool]
     details: dict = field(default_factory=dict)  #: solver statistics (nodes, cuts, timings)
+    redundancy_weight: float = 1.0  #: w_R, the weight Z_R had (1: the paper's formulation)
 
     @property
     def tau(self) -> float:
@@ -86,6 +87,7 @@ class AssignmentResult:
             "time_to_best_s": round(self.time_to_best_s, 3),
             "incumbent_source": self.incumbent_source,
             "threshold": self.threshold.to_dict(),
+            "redundancy_weight": self.redundancy_weight,
             "checks": dict(self.checks),
             "details": self.details,
         }
@@ -112,6 +114,7 @@ def solve_assignment(
     model_size: ModelSize | None = None,
     heuristic_share: float = 0.15,
     bound_share: float = 0.25,
+    redundancy_weight: float = 1.0,
 ) -> AssignmentResult:
     """Select `n` of the F features of A [F, C] and give every class `k` distinct ones.
 
@@ -120,7 +123,8 @@ def solve_assignment(
     seconds or once the relative gap is at most `mip_gap`; at the limit the best assignment
     found is returned with its gap. `warm_start` (feature indices) seeds the local search;
     `heuristic_share` and `bound_share` are the parts of the remaining time the local search and
-    the group Lagrangian may take before SCIP gets the rest.
+    the group Lagrangian may take before SCIP gets the rest. `redundancy_weight` multiplies the
+    redundancy term Z_R (1: the paper's formulation; docs/method.md §3).
 
     Raises ValueError for inconsistent inputs (before any solving) and NoFeasibleAssignment only
     if nothing feasible was found in time.
@@ -131,7 +135,14 @@ def solve_assignment(
     if not (isinstance(mip_gap, (int, float)) and math.isfinite(mip_gap) and mip_gap >= 0):
         raise ValueError(f"mip_gap must be a non-negative number, got {mip_gap!r}")
     problem = AssignmentProblem.build(
-        A, R, b, n, k, tau_time_limit=max(1.0, min(60.0, 0.1 * time_limit)), seed=seed
+        A,
+        R,
+        b,
+        n,
+        k,
+        tau_time_limit=max(1.0, min(60.0, 0.1 * time_limit)),
+        seed=seed,
+        redundancy_weight=redundancy_weight,
     )
     start = _warm_start(warm_start, problem)
     oracle = SelectionOracle(problem)
@@ -307,4 +318,5 @@ def _result(
         threshold=problem.threshold,
         checks=checks,
         details=details,
+        redundancy_weight=problem.redundancy_weight,
     )

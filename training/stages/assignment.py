@@ -99,6 +99,7 @@ def _solve_and_save(ctx: StageContext) -> SolvedAssignment:
         time_limit=a.time_limit,
         mip_gap=a.mip_gap,
         seed=ctx.config.seed,
+        redundancy_weight=a.redundancy_weight,
     )
     if not all(result.checks.values()):
         raise RuntimeError(f"the assignment violates constraints: {result.checks}")
