@@ -132,3 +132,56 @@ def test_run_folder_keeps_its_fit_config_apart_from_the_checkpoint(tmp_path):
     assert path.name == FIT_CONFIG_NAME != "config.json"
     assert not (tmp_path / "config.json").exists()
     assert FitConfig.from_dict(json.loads(path.read_text())).to_dict() == config.to_dict()
+
+
+def _statistics_with_dead_features(tmp_path, dead: list[int], features: int = 12, classes: int = 4):
+    """A statistics file whose `dead` features never vary but carry the largest locality bias,
+    so a solver that saw them would pick them first."""
+    import numpy as np
+
+    from training.statistics import AssignmentStatistics
+
+    rng = np.random.default_rng(0)
+    A = rng.random((features, classes))
+    R = np.triu(rng.random((features, features)) * 0.1, 1)
+    b = rng.random(features) * 0.1
+    std = rng.random(features) + 0.5
+    A[dead], b[dead], std[dead] = 0.0, 10.0, 0.0
+    folder = tmp_path / "statistics"
+    folder.mkdir(parents=True)
+    AssignmentStatistics(A=A, R=R, b=b, mean=np.zeros(features), std=std, num_samples=100).save(
+        folder / "stats.npz"
+    )
+
+
+def _assignment_context(tmp_path, n: int, k: int = 2):
+    from types import SimpleNamespace
+
+    section = SimpleNamespace(n=n, k=k, time_limit=10.0, mip_gap=0.0, redundancy_weight=1.0)
+    return SimpleNamespace(
+        config=SimpleNamespace(assignment=section, seed=0),
+        work_dir=lambda stage: tmp_path / stage,
+    )
+
+
+def test_the_assignment_never_selects_a_dead_feature(tmp_path):
+    from training.stages.assignment import _solve_and_save, load_assignment
+
+    dead = [0, 3, 5]
+    _statistics_with_dead_features(tmp_path, dead)
+    ctx = _assignment_context(tmp_path, n=5)
+    solved = _solve_and_save(ctx)
+    assert len(solved.selected) == 5 and not set(solved.selected.tolist()) & set(dead)
+    assert solved.solver["dead_features"] == 3 and all(solved.checks.values())
+    assert load_assignment(ctx).selected.tolist() == solved.selected.tolist()  # dense indices
+
+
+def test_too_few_live_features_for_n_is_one_line(tmp_path):
+    from training.errors import FitConfigError
+    from training.stages.assignment import _solve_and_save
+
+    _statistics_with_dead_features(tmp_path, dead=list(range(8)))
+    with pytest.raises(
+        FitConfigError, match=r"assignment.n = 5, but only 4 of the dense model's 12"
+    ):
+        _solve_and_save(_assignment_context(tmp_path, n=5))

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import FitConfigError
 from ..stage_cache import write_json
 from .context import StageContext, StageSummary
 from .statistics import load_statistics
@@ -85,15 +86,29 @@ def solve(ctx: StageContext) -> AssignmentSummary:
     )
 
 
+def live_features(std: np.ndarray) -> np.ndarray:
+    """Indices of the features whose training-set standard deviation is positive. A feature that
+    never varies (a dead channel) explains nothing, and a checkpoint whose head divides by its
+    σ = 0 is refused on load, so the assignment never selects one."""
+    return np.flatnonzero(np.asarray(std) > 0)
+
+
 def _solve_and_save(ctx: StageContext) -> SolvedAssignment:
     from ..solver import solve_assignment
 
     stats = load_statistics(ctx)
     a = ctx.config.assignment
+    live = live_features(stats.std)
+    if len(live) < a.n:
+        raise FitConfigError(
+            f"assignment.n = {a.n}, but only {len(live)} of the dense model's "
+            f"{len(stats.std)} features vary on the training set (the others are dead); "
+            "lower assignment.n or train the dense model longer"
+        )
     result = solve_assignment(
-        stats.A,
-        stats.R,
-        stats.b,
+        stats.A[live],
+        stats.R[np.ix_(live, live)],
+        stats.b[live],
         a.n,
         a.k,
         time_limit=a.time_limit,
@@ -103,7 +118,10 @@ def _solve_and_save(ctx: StageContext) -> SolvedAssignment:
     )
     if not all(result.checks.values()):
         raise RuntimeError(f"the assignment violates constraints: {result.checks}")
-    solved = SolvedAssignment.from_report(result.to_dict())
+    report = result.to_dict()
+    report["selected"] = [int(f) for f in live[np.asarray(report["selected"])]]  # dense indices
+    report["dead_features"] = int(len(stats.std) - len(live))
+    solved = SolvedAssignment.from_report(report)
     solved.save(ctx.work_dir(NAME))
     return solved
 
