@@ -13,6 +13,7 @@ COMMANDS: dict[str, str] = {
     "demo": "training.commands.demo",
     "evaluate": "training.commands.evaluate",
     "compare": "training.commands.compare",
+    "calibrate": "training.commands.calibrate",
     "publish": "training.commands.publish",
     "import-authors": "training.commands.import_authors",
     "data": "training.commands.data",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     Field,
     PrivateAttr,
     StrictBool,
@@ -197,8 +198,29 @@ class RuntimeSection(Section):
         return value
 
 
+def _coverages(values: tuple[float, ...]) -> tuple[float, ...]:
+    if not values:
+        raise ValueError("must list at least one coverage, e.g. [0.9, 0.95]")
+    bad = [v for v in values if not 0 < v < 1]
+    if bad:
+        raise ValueError(f"must hold coverages between 0 and 1 (exclusive), got {bad}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"repeats a coverage: {list(values)}")
+    return values
+
+
+class ConformalSection(Section):
+    """Prediction sets: the `calibrate` stage computes their thresholds on the held-out split
+    `data.calibration` asks for (docs/method.md §8); without that split it does not run."""
+
+    coverage: Annotated[tuple[StrictFloat, ...], AfterValidator(_coverages)] = (0.9, 0.95)
+    score: Literal["lac", "aps", "raps"] = "lac"
+    raps_lambda: NonNegativeFloat = 0.01  #: raps only: penalty per rank beyond raps_k_reg
+    raps_k_reg: NonNegativeInt = 5  #: raps only
+
+
 #: sections that may be left out (or written as null): all their fields have defaults
-_OPTIONAL_SECTIONS = ("dense", "assignment", "finetune", "runtime", "qsenn")
+_OPTIONAL_SECTIONS = ("dense", "assignment", "finetune", "runtime", "qsenn", "conformal")
 
 
 class FitConfig(Section):
@@ -213,6 +235,7 @@ class FitConfig(Section):
     model_type: Literal[MODEL_TYPES] = "qpm"  # type: ignore[valid-type]
     seed: NonNegativeInt = 0
     qsenn: QSENNSection = QSENNSection()
+    conformal: ConformalSection = ConformalSection()
     publish: dict[str, Any] = Field(
         default_factory=dict
     )  #: model-card metadata: license, dataset, ...
@@ -271,6 +294,8 @@ class FitConfig(Section):
         }
         if self.model_type == "qsenn":
             out["qsenn"] = self.qsenn.model_dump()
+        if self.data.calibration is not None:  # the section is used only then
+            out["conformal"] = self.conformal.model_dump()
         if self.publish:
             out["publish"] = self.publish
         return json.loads(json.dumps(out))
