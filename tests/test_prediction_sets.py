@@ -1,0 +1,118 @@
+"""Prediction sets at the edges: the ONNX runtime gives the torch model's sets, `qpm predict
+--coverage` and `qpm explain --coverage --out` print and draw them, and errors are one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_conformal import _calibrated_copy
+from test_figures import _panels, assert_png
+from test_onnx_model import PHOTOS, qpm_onnx_dir  # noqa: F401 - the exported checkpoint fixture
+
+from qpm_zoo import QPMOnnx
+from qpm_zoo.cli import main
+from qpm_zoo.model import QPM
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def calibrated_dir(qpm_dir, tmp_path_factory) -> Path:
+    return _calibrated_copy(qpm_dir, tmp_path_factory.mktemp("sets") / "model")
+
+
+def test_onnx_gives_the_same_sets_as_torch(qpm_onnx_dir, tmp_path):  # noqa: F811
+    folder = tmp_path / "model"
+    _calibrated_copy(qpm_onnx_dir, folder, coverages=(0.8, 0.95))  # on other images
+    torch_model, onnx_model = QPM.from_pretrained(folder), QPMOnnx.from_pretrained(folder)
+    assert onnx_model.config.calibration == torch_model.config.calibration
+    sizes = set()
+    for coverage in (0.8, 0.95):
+        a = torch_model.predict(PHOTOS, coverage=coverage)
+        b = onnx_model.predict(PHOTOS, coverage=coverage)
+        for pa, pb in zip(a, b):
+            sa, sb = pa.prediction_set, pb.prediction_set
+            assert sa.labels == sb.labels and sa.fallback == sb.fallback
+            assert [f.index for f in sa.explanation.shared] == [
+                f.index for f in sb.explanation.shared
+            ]
+            for ma, mb in zip(sa.explanation.members, sb.explanation.members):
+                assert [f.index for f in ma.distinguishing] == [f.index for f in mb.distinguishing]
+                assert ma.probability == pytest.approx(mb.probability, abs=1e-4)
+            sizes.add(len(sa.labels))
+    assert max(sizes) > 1  # the comparison saw sets of more than one class
+
+
+def test_predict_prints_the_set_and_json_holds_it(capsys, calibrated_dir, image_file):
+    code, out, err = run(capsys, "predict", calibrated_dir, image_file, "--coverage", "0.9")
+    assert code == 0, err
+    s = QPM.from_pretrained(calibrated_dir).predict(image_file, coverage=0.9).prediction_set
+    line = next(x for x in out.splitlines() if "prediction set" in x)
+    assert line.strip().startswith("90% prediction set (lac,")
+    assert all(label in line for label in s.labels)
+    if len(s.labels) > 1:
+        assert "shared by all:" in out and f"sets {s.labels[0]} apart:" in out
+    code, out, _ = run(capsys, "predict", calibrated_dir, image_file, "--coverage", "0.9", "--json")
+    data = json.loads(out)
+    assert data["prediction_set"]["labels"] == list(s.labels)
+    assert data["prediction_set"]["coverage"] == 0.9
+    _, plain, _ = run(capsys, "predict", calibrated_dir, image_file, "--json")
+    assert "prediction_set" not in json.loads(plain)
+
+
+def test_uncalibrated_coverages_are_one_line_errors(capsys, qpm_dir, calibrated_dir, image_file):
+    code, out, err = run(capsys, "predict", qpm_dir, image_file, "--coverage", "0.9")
+    assert code == 2 and out == ""
+    assert "the model is not calibrated" in err and "python -m training calibrate" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "predict", calibrated_dir, image_file, "--coverage", "0.95")
+    assert code == 2 and "calibrated for 0.8, 0.9 only" in err
+    code, _, err = run(capsys, "explain", calibrated_dir, "Blue Jay", "--coverage", "0.9")
+    assert code == 2 and "--coverage gives an image's prediction set" in err
+
+
+def test_explain_draws_the_set_with_shared_and_distinguishing_features(
+    capsys, calibrated_dir, image_file, tmp_path
+):
+    out_file = tmp_path / "set.png"
+    code, out, err = run(
+        capsys, "explain", calibrated_dir, image_file, "--coverage", "0.9", "--out", out_file
+    )
+    assert code == 0, err
+    assert "prediction set" in out and f"figure: {out_file}" in out
+    from qpm_zoo.viz import prediction_set_figure, save_figure
+
+    model = QPM.from_pretrained(calibrated_dir)
+    item = model.predict_with_maps(str(image_file), coverage=0.9)[0]
+    s = item.prediction.prediction_set
+    fig = prediction_set_figure(model, item)
+    members = s.explanation.members
+    expected = len(s.explanation.shared) + sum(len(m.distinguishing) for m in members)
+    assert len(_panels(fig)) == min(expected, len(fig.axes))  # every feature drawn once
+    titles = [ax.get_title().splitlines()[0] for ax in _panels(fig)]
+    assert titles[: len(s.explanation.shared)] == [f.name for f in s.explanation.shared]
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    for m in members:
+        assert any(t.startswith(m.label) for t in texts)
+    assert "prediction set (lac)" in fig._suptitle.get_text()
+    assert_png(save_figure(fig, tmp_path / "again.png", dpi=40), fig, 40)
+    with pytest.raises(Exception, match="needs a prediction with its set"):
+        prediction_set_figure(model, model.predict_with_maps(str(image_file))[0])
+
+
+def test_sets_of_many_random_images_are_ordered_and_never_empty(calibrated_dir):
+    model = QPM.from_pretrained(calibrated_dir)
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(12)]
+    for pred in model.predict(images, coverage=0.8):
+        s = pred.prediction_set
+        assert s.labels and s.labels[0] == pred.label
+        probabilities = [m.probability for m in s.explanation.members]
+        assert probabilities == sorted(probabilities, reverse=True)
