@@ -45,7 +45,11 @@ def _set_features(features: Sequence[SetFeature], limit: int = 8) -> str:
     parts = []
     for f in features[:limit]:
         weights = set(f.weights) - {0.0}
-        signed = "" if weights <= {1.0} else " (" + "/".join(f"{w:+.2g}" if w else "0" for w in f.weights) + ")"
+        signed = (
+            ""
+            if weights <= {1.0}
+            else " (" + "/".join(f"{w:+.2g}" if w else "0" for w in f.weights) + ")"
+        )
         parts.append(f.name + signed)
     more = f" and {len(features) - limit} more" if len(features) > limit else ""
     return ", ".join(parts) + more

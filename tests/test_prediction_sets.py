@@ -116,3 +116,30 @@ def test_sets_of_many_random_images_are_ordered_and_never_empty(calibrated_dir):
         assert s.labels and s.labels[0] == pred.label
         probabilities = [m.probability for m in s.explanation.members]
         assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_the_model_card_reports_coverage_and_set_size_per_target(qpm_dir, tmp_path):
+    from qpm_zoo.calibration import LabelledLogits, calibrate_logits, score_function
+    from qpm_zoo.card import render_model_card
+    from qpm_zoo.config import QPMConfig
+
+    config = QPMConfig.load(qpm_dir / "config.json")
+    assert "## Prediction sets" not in render_model_card(config)
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(120, config.num_classes))
+    labels = rng.integers(0, config.num_classes, 120)
+    record, evaluations = calibrate_logits(
+        LabelledLogits(logits[:80], labels[:80], "val (generated)"),
+        [0.9, 0.95],
+        score_function("lac"),
+        config.label_names,
+        LabelledLogits(logits[80:], labels[80:], "test"),
+    )
+    card = render_model_card(config.replace(calibration=record))
+    section = card.split("## Prediction sets")[1].split("## Global explanation")[0]
+    assert "calibrated on 80 held-out images (val (generated))" in section
+    assert "Measured on 40 test images (test)" in section
+    for e in evaluations:
+        row = next(x for x in section.splitlines() if x.startswith(f"| {e.coverage:.0%} "))
+        assert f"{e.empirical_coverage:.1%}" in row and f"{e.mean_size:.2f}" in row
+        assert f"{config.label_names[e.worst_class]}: {e.worst_class_coverage:.1%}" in row
