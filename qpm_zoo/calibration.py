@@ -145,12 +145,15 @@ def folder_logits(
 
 
 def with_calibration(model_dir: str | os.PathLike, record: Calibration) -> QPMConfig:
-    """Write `record` as the checkpoint's `calibration` (every other file kept as it is), via
-    the atomic checkpoint writer; returns the new config."""
-    from .checkpoint import write_checkpoint
+    """Write `record` as the checkpoint's `calibration` via the atomic checkpoint writer, every
+    other file kept as it is but the model card (README.md), which is rendered again when there
+    is one so that it shows the new sets; returns the new config."""
+    from .card import render_model_card
+    from .checkpoint import README_NAME, write_checkpoint
 
     folder = Path(model_dir)
     config = QPMConfig.load(folder / CONFIG_NAME).replace(calibration=record)
     kept = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
-    write_checkpoint(folder, config, keep=kept)
+    card = {README_NAME: render_model_card(config)} if README_NAME in kept else {}
+    write_checkpoint(folder, config, files=card, keep=kept)
     return config
