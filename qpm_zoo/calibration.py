@@ -4,7 +4,8 @@
 `calibration` record (thresholds per coverage, and, given test images, the coverage and set
 size measured on them); `labelled_images` reads an ImageFolder layout (one subfolder per
 class); `with_calibration` writes the record into a checkpoint through the one atomic writer.
-`python -m training calibrate` and `qpm app --calibration DIR` are built on these.
+`calibrate_model` calibrates a loaded model in memory (what `qpm app --calibration DIR` does);
+`python -m training calibrate` writes its record into the checkpoint.
 """
 
 from __future__ import annotations
@@ -142,6 +143,26 @@ def folder_logits(
     pairs = labelled_images(model, folder, option)
     logits = model.predict_logits([str(p) for p, _ in pairs], batch_size=batch_size)
     return LabelledLogits(logits, np.array([y for _, y in pairs], dtype=np.int64), str(folder))
+
+
+def calibrate_model(
+    model: InterpretableModel,
+    folder: str | os.PathLike,
+    coverages: Sequence[float] = (0.9,),
+    score: str = "lac",
+    batch_size: int = 16,
+    option: str = "--calibration",
+) -> Calibration:
+    """Calibrate `model` on the labelled images under `folder` (one subfolder per class) and
+    use the thresholds from now on (`model.predict(..., coverage=C)`); nothing is written."""
+    record, _ = calibrate_logits(
+        folder_logits(model, folder, batch_size, option),
+        coverages,
+        score_function(score),
+        model.label_names,
+    )
+    model.config = model.config.replace(calibration=record)
+    return record
 
 
 def with_calibration(model_dir: str | os.PathLike, record: Calibration) -> QPMConfig:
