@@ -225,6 +225,9 @@ def test_conformal_prediction_sets_reach_their_coverage(qpm_dir, image_file, tmp
     ] or [item.prediction.label]
     assert json.loads(shown["data-classes"]) == expected
     assert "20 calibration images" in panels.prediction
+    # by default the page shows the sets of the checkpoint's (here: in-memory) calibration
+    assert Explorer(model).predict(str(image_file)) == panels
+    assert "qpm-set" not in Explorer(model, coverage=None).predict(str(image_file)).prediction
 
     (folder / "Robin").mkdir()
     with pytest.raises(UsageError, match="Robin: the folder names no class of the model"):

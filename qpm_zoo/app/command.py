@@ -67,22 +67,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _coverage(model, args: argparse.Namespace) -> float | None:
-    """The coverage of the sets the page shows (None: no sets), calibrating first with
-    --calibration; a coverage the checkpoint is not calibrated for fails here, not per upload."""
-    if args.calibration is not None:
-        from ..calibration import calibrate_model
+def _coverage(model, args: argparse.Namespace) -> float | str:
+    """The coverage of the sets the page shows, calibrating first with --calibration."""
+    from .page import CALIBRATED
 
-        coverage = 0.9 if args.coverage is None else args.coverage
-        record = calibrate_model(model, args.calibration, [coverage])
-        print(
-            f"calibrated {coverage:.0%} prediction sets on {record.images} images "
-            f"(threshold 1 - p <= {record.targets[0].threshold:.4f})",
-            flush=True,
-        )
-        return coverage
-    calibration = model.config.calibration
-    if args.coverage is None:
-        return None if calibration is None else calibration.coverages[0]
-    model.config.coverage_target(args.coverage)  # UncalibratedCoverageError says how
-    return args.coverage
+    if args.calibration is None:
+        return CALIBRATED if args.coverage is None else args.coverage
+    from ..calibration import calibrate_model
+
+    coverage = 0.9 if args.coverage is None else args.coverage
+    record = calibrate_model(model, args.calibration, [coverage])
+    print(
+        f"calibrated {coverage:.0%} prediction sets on {record.images} images "
+        f"(threshold 1 - p <= {record.targets[0].threshold:.4f})",
+        flush=True,
+    )
+    return coverage

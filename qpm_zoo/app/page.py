@@ -30,6 +30,21 @@ from .views import (
 #: Classes listed with a prediction.
 DEFAULT_TOP_K = 5
 
+#: `coverage=CALIBRATED`: the sets of the checkpoint's first calibrated coverage, or none when
+#: it is not calibrated (what `qpm app` and a published Space show by default).
+CALIBRATED = "calibrated"
+
+
+def resolve_coverage(model: InterpretableModel, coverage: float | str | None) -> float | None:
+    """The coverage the page's sets have (None: no sets); an uncalibrated one fails here, with
+    the command that calibrates it, not at the first upload."""
+    if coverage == CALIBRATED:
+        calibration = model.config.calibration
+        return None if calibration is None else calibration.coverages[0]
+    if coverage is not None:
+        model.config.coverage_target(coverage)
+    return coverage
+
 
 def require_gradio() -> Any:
     """The gradio module, or MissingDependencyError naming the `[app]` extra."""
@@ -65,13 +80,11 @@ class Explorer:
         self,
         model: InterpretableModel,
         top_k: int = DEFAULT_TOP_K,
-        coverage: float | None = None,
+        coverage: float | str | None = CALIBRATED,
     ):
         self.model = model
         self.top_k = top_k
-        self.coverage = coverage  #: the prediction sets' (None: no sets)
-        if coverage is not None:
-            model.config.coverage_target(coverage)  # calibrated, or say how to calibrate
+        self.coverage = resolve_coverage(model, coverage)  #: the sets' (None: no sets)
 
     def predict(self, path: str | None) -> PredictionPanels:
         if not path:
@@ -121,10 +134,11 @@ def build_page(
     examples: Sequence[str | os.PathLike] = (),
     title: str | None = None,
     top_k: int = DEFAULT_TOP_K,
-    coverage: float | None = None,
+    coverage: float | str | None = CALIBRATED,
 ) -> Any:
     """The explorer as a `gradio.Blocks` (not launched; `serve` launches it); with a
-    `coverage` (the model calibrated for it), each prediction shows its conformal prediction set."""
+    `coverage` (by default the checkpoint's first calibrated one), each prediction shows its
+    conformal prediction set."""
     gr = require_gradio()
     explorer = Explorer(model, top_k, coverage)
     labels = list(model.label_names)
@@ -208,7 +222,7 @@ def serve(
     port: int | None = None,
     examples: Sequence[str | os.PathLike] = (),
     title: str | None = None,
-    coverage: float | None = None,
+    coverage: float | str | None = CALIBRATED,
     block: bool = True,
 ) -> Any:
     """Build the page and serve it on `host:port` (None: Gradio's GRADIO_SERVER_NAME/PORT, as a
