@@ -74,6 +74,22 @@ def test_the_fit_config_records_the_conformal_section_only_when_it_is_used():
     }
     with pytest.raises(FitConfigError, match="conformal.coverage"):
         FitConfig.from_dict({**TINY, "conformal": {"coverage": [0.9, 1.2]}})
+    # the stages before `calibrate` keep their keys when the training images stay the same
+    sections = ("seed", "data", "model", "dense")
+    assert plain.fingerprint(*sections) == FitConfig.from_dict(
+        {**TINY, "data": {**TINY["data"], "calibration": 20}}
+    ).fingerprint(*sections)
+    fmnist = {**TINY, "data": {"name": "fashion_mnist", "root": "/nonexistent"}}
+    carved = {**fmnist, "data": {**fmnist["data"], "calibration": 20}}
+    assert FitConfig.from_dict(fmnist).fingerprint(*sections) != FitConfig.from_dict(
+        carved
+    ).fingerprint(*sections)
+    remainder = {"train_subset": 100}
+    assert FitConfig.from_dict({**fmnist, "data": {**fmnist["data"], **remainder}}).fingerprint(
+        *sections
+    ) == FitConfig.from_dict({**carved, "data": {**carved["data"], **remainder}}).fingerprint(
+        *sections
+    )
     from training.pipeline import FitRun
 
     stages = [s.name for s in FitRun(config, "/nonexistent").stages()]

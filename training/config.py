@@ -301,9 +301,15 @@ class FitConfig(Section):
         return json.loads(json.dumps(out))
 
     def fingerprint(self, *sections: str) -> str:
-        """A short hash of the named sections: what a cached stage's result depends on."""
+        """A short hash of the named sections: what a cached stage's result depends on.
+
+        `data.calibration` counts only for the stages that read `conformal` (the calibrate
+        stage), unless the calibration images are carved out of the training images: adding
+        a calibration split to a finished run then reruns nothing but the calibration."""
         full = self.to_dict()
         chosen = {name: full.get(name) for name in sections}
+        if "data" in chosen and "conformal" not in sections and not self.data.carves_calibration:
+            chosen["data"] = {k: v for k, v in chosen["data"].items() if k != "calibration"}
         text = json.dumps(chosen, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -146,9 +146,9 @@ class DataSplits:
 
     `train` and `test` return `(PIL RGB image, int label)` until the pipeline sets their
     `transform`. `calibration` is the held-out split prediction sets are calibrated on (when
-    `data.calibration` asks for one; `calibration_source` says where it comes from). `ground_truth` is set for the known-concept dataset (aligned with `train` and
-    `test` index by index), `class_attributes` ([C, A] floats) for CUB when its attribute files
-    are present.
+    `data.calibration` asks for one; `calibration_source` says where it comes from).
+    `ground_truth` is set for the known-concept dataset (aligned with `train` and `test` index
+    by index), `class_attributes` ([C, A] floats) for CUB when its attribute files are present.
     """
 
     name: str

@@ -189,6 +189,12 @@ class DataConfig(Section):
         return self
 
     @property
+    def carves_calibration(self) -> bool:
+        """Whether the calibration split takes images the model would otherwise train on (no
+        split of its own, no train_subset leaving images out)."""
+        return self.calibration is not None and self.name != "concepts" and not self.train_subset
+
+    @property
     def dataset_root(self) -> Path:
         """The folder to read: `root`, or the dataset's default location."""
         if self.root is not None:
