@@ -88,8 +88,8 @@ def calibrate_logits(
             evaluations.append(e)
             measured = {
                 "test_coverage": e.empirical_coverage,
-                "test_conformal_coverage": e.conformal_coverage,
                 "test_mean_size": e.mean_size,
+                "test_empty_share": e.empty_share,
                 "test_worst_class": label_names[e.worst_class],
                 "test_worst_class_coverage": e.worst_class_coverage,
             }

@@ -441,9 +441,10 @@ def _prediction_sets_section(config: QPMConfig, model_id: str) -> str:
             f"({_cell(c.split)}) with the {score} score: a set holds the true class with "
             "probability at least its coverage, for images exchangeable with the calibration "
             f"images. `qpm predict {model_id} IMAGE --coverage {c.coverages[0]:g}` gives the set "
-            "with the features its classes share and those that set each apart. A set is never "
-            "empty (the top class when no class is within the threshold), so it covers at "
-            "least as often as the model is accurate."
+            "with the features its classes share and those that set each apart. A set can be "
+            "empty (no class within the threshold: at that coverage the image is among those the "
+            "target lets go); `--never-empty` puts the top class in instead, which only raises "
+            "coverage, up to the model's accuracy."
         ),
     ]
     rows = []
@@ -454,10 +455,8 @@ def _prediction_sets_section(config: QPMConfig, model_id: str) -> str:
                 f"{t.coverage:.0%}",
                 f"{t.threshold:.4g}",
                 f"{t.test_coverage:.1%}" if measured else "–",
-                f"{t.test_conformal_coverage:.1%}"
-                if t.test_conformal_coverage is not None
-                else "–",
                 f"{t.test_mean_size:.2f}" if measured else "–",
+                f"{t.test_empty_share:.1%}" if t.test_empty_share is not None else "–",
                 f"{_cell(t.test_worst_class)}: {t.test_worst_class_coverage:.1%}"
                 if measured
                 else "–",
@@ -469,10 +468,17 @@ def _prediction_sets_section(config: QPMConfig, model_id: str) -> str:
         else "Not measured on test images."
     )
     parts.append(
-        tested + " Conformal: the same sets with empty ones left empty, the quantity the guarantee "
-        "bounds.\n\n"
+        tested + " Test coverage: of the sets as `predict` returns them (empty ones count as "
+        "misses); mean set size counts an empty set as 0.\n\n"
         + markdown_table(
-            ["Coverage", "Threshold", "Test coverage", "Conformal", "Mean set size", "Worst class"],
+            [
+                "Coverage",
+                "Threshold",
+                "Test coverage",
+                "Mean set size",
+                "Empty sets",
+                "Worst class",
+            ],
             rows,
         )
     )

@@ -55,7 +55,13 @@ def _add_coverage_option(p: argparse.ArgumentParser) -> None:
         type=float,
         metavar="C",
         help="also give the conformal prediction set that holds the true class with "
-        "probability C (e.g. 0.9; the checkpoint must be calibrated for C)",
+        "probability C (e.g. 0.9; the checkpoint must be calibrated for C); it can be empty",
+    )
+    p.add_argument(
+        "--never-empty",
+        action="store_true",
+        help="with --coverage: put the top class into an empty set; this only raises coverage "
+        "above C (up to the model's accuracy)",
     )
 
 
@@ -231,7 +237,7 @@ def _explain(args: argparse.Namespace) -> None:
     _check_backend_options(args)
     image, class_name = _explain_target(args)
     if class_name is not None:
-        if args.coverage is not None:
+        if args.coverage is not None or args.never_empty:
             raise UsageError("--coverage gives an image's prediction set: give an image file")
         if args.out:
             raise UsageError(
@@ -249,14 +255,16 @@ def _explain(args: argparse.Namespace) -> None:
         _emit(result, args.json, format_class)
         return
     if not args.out:
-        prediction = _load_predictor(args).predict(image, coverage=args.coverage)
+        prediction = _load_predictor(args).predict(
+            image, coverage=args.coverage, never_empty=args.never_empty
+        )
         _emit(prediction, args.json, format_prediction)
         return
     from .viz import explanation_figure, prediction_set_figure, save_figure
 
     _check_writable(args.out)
     model = _load_predictor(args)
-    item = model.predict_with_maps(image, coverage=args.coverage)[0]
+    item = model.predict_with_maps(image, coverage=args.coverage, never_empty=args.never_empty)[0]
     figure = explanation_figure if args.coverage is None else prediction_set_figure
     path = save_figure(figure(model, item), args.out)
     _emit(item.prediction, args.json, format_prediction)
@@ -310,7 +318,9 @@ def _predict(args: argparse.Namespace) -> None:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
     _check_backend_options(args)
     model = _load_predictor(args)
-    preds = model.predict(list(args.images), top_k=args.top_k, coverage=args.coverage)
+    preds = model.predict(
+        list(args.images), top_k=args.top_k, coverage=args.coverage, never_empty=args.never_empty
+    )
     _emit(preds if len(preds) > 1 else preds[0], args.json, format_prediction)
 
 

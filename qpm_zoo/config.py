@@ -358,18 +358,22 @@ class CoverageTarget(StrictModel):
 
     coverage: Coverage = Field(description="the guaranteed share of sets holding the true class")
     threshold: Number = Field(description="q̂: a class is in the set when its score is <= q̂")
-    test_coverage: Number | None = Field(None, description="measured share on the test split")
-    test_conformal_coverage: Number | None = Field(
-        None, description="the same with empty sets left empty (what the guarantee bounds)"
+    test_coverage: Number | None = Field(
+        None,
+        description="share of the test split's sets (as predict returns them) that hold "
+        "the true class",
     )
     test_mean_size: Number | None = Field(None, description="average set size on the test split")
+    test_empty_share: Number | None = Field(
+        None, description="share of the test split's sets that are empty"
+    )
     test_worst_class: Label | None = Field(None, description="the least covered class (test)")
     test_worst_class_coverage: Number | None = Field(None, description="its coverage (test)")
 
     _omitted_when_none = (
         "test_coverage",
-        "test_conformal_coverage",
         "test_mean_size",
+        "test_empty_share",
         "test_worst_class",
         "test_worst_class_coverage",
     )

@@ -13,11 +13,13 @@ least `coverage` (over the calibration draw and the new image together). Three s
 - ``raps`` (regularised APS): APS plus λ·max(0, rank − k_reg), which keeps APS's sets from
   growing into the long tail of unlikely classes.
 
-A set is never empty: when no class's score is within q̂ (LAC can do that for an image whose
-top class is less probable than 1 − q̂), the most probable class is the set. That can only add
-the true class, so the guarantee holds as stated; but a set cannot cover less often than the
-model is accurate, so for a model more accurate than the target, the sets cover more often than
-asked (docs/method.md §8). `SetEvaluation` reports both.
+A set can be empty: with LAC, when no class's score is within q̂ (an image whose top class is
+less probable than 1 − q̂). That is a legitimate answer: at this coverage the image is among
+those the target lets go, and an empty set is what makes the sets cover close to the target, not
+far above it, on a model more accurate than the target. `never_empty=True` puts the most
+probable class in such sets instead: that can only add the true class, so it only raises
+coverage (up to the model's accuracy) and the sets no longer cover close to the target
+(docs/method.md §8).
 """
 
 from __future__ import annotations
@@ -116,19 +118,25 @@ def conformal_threshold(scores: Sequence[float] | np.ndarray, coverage: float) -
     return float(s[rank - 1])
 
 
-def prediction_sets(class_scores: np.ndarray, probabilities: np.ndarray, threshold: float):
-    """Each image's set as class indices, most probable first (a list of tuples), and whether
-    it fell back to the top class because no class was within the threshold ([N] bool)."""
+def prediction_sets(
+    class_scores: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float,
+    never_empty: bool = False,
+):
+    """Each image's set as class indices, most probable first (a list of tuples; empty where no
+    class is within the threshold), and whether `never_empty` put the top class into a set
+    that would have been empty ([N] bool, all False without it)."""
     scores = np.atleast_2d(np.asarray(class_scores, dtype=np.float64))
     p = np.atleast_2d(np.asarray(probabilities, dtype=np.float64))
     order = np.argsort(-p, axis=1, kind="stable")
-    sets, fallback = [], np.zeros(len(p), dtype=bool)
+    sets, filled = [], np.zeros(len(p), dtype=bool)
     for i in range(len(p)):
         members = tuple(int(c) for c in order[i] if scores[i, c] <= threshold)
-        if not members:
-            members, fallback[i] = (int(order[i, 0]),), True
+        if not members and never_empty:
+            members, filled[i] = (int(order[i, 0]),), True
         sets.append(members)
-    return sets, fallback
+    return sets, filled
 
 
 @dataclass(frozen=True)
@@ -137,12 +145,12 @@ class SetEvaluation:
 
     coverage: float  #: the target
     images: int
-    empirical_coverage: float  #: share of the (never empty) sets that hold the true class
-    mean_size: float  #: average number of classes per set
+    empirical_coverage: float  #: share of the sets that hold the true class
+    mean_size: float  #: average number of classes per set (empty sets count 0)
     worst_class: int  #: the class whose images are covered least often
     worst_class_coverage: float
-    fallback_share: float  #: share of sets that are only the top class by the never-empty rule
-    conformal_coverage: float  #: the same with empty sets left empty: what the guarantee bounds
+    empty_share: float  #: share of empty sets (never_empty: of sets that were the top class)
+    never_empty: bool = False  #: whether the sets were made never empty
 
 
 def evaluate_sets(
@@ -151,12 +159,16 @@ def evaluate_sets(
     score: ScoreFunction,
     threshold: float,
     coverage: float,
+    never_empty: bool = False,
 ) -> SetEvaluation:
-    """Coverage, average size and the worst class's coverage of the sets on labelled images."""
+    """Coverage, average size, the worst class's coverage and the share of empty sets of the
+    sets `predict` returns (with `never_empty` as given) on labelled images."""
     labels = np.asarray(labels, dtype=np.int64)
-    sets, fallback = prediction_sets(score.class_scores(probabilities), probabilities, threshold)
+    sets, filled = prediction_sets(
+        score.class_scores(probabilities), probabilities, threshold, never_empty
+    )
     hit = np.array([int(y) in s for s, y in zip(sets, labels)], dtype=bool)
-    strict = hit & ~fallback
+    empty = filled if never_empty else np.array([not s for s in sets], dtype=bool)
     per_class = {int(c): float(hit[labels == c].mean()) for c in np.unique(labels)}
     worst = min(per_class, key=lambda c: (per_class[c], c))
     return SetEvaluation(
@@ -166,6 +178,6 @@ def evaluate_sets(
         mean_size=float(np.mean([len(s) for s in sets])),
         worst_class=worst,
         worst_class_coverage=per_class[worst],
-        fallback_share=float(fallback.mean()),
-        conformal_coverage=float(strict.mean()),
+        empty_share=float(empty.mean()),
+        never_empty=bool(never_empty),
     )

@@ -23,7 +23,7 @@ import numpy as np
 
 from .config import CoverageTarget, QPMConfig
 from .conformal import prediction_sets, softmax
-from .errors import InputError, NonFiniteOutputError
+from .errors import InputError, NonFiniteOutputError, UsageError
 from .hub import CheckpointHubMixin
 from .preprocess import ImagePreprocessor, LoadedImage, is_batch
 
@@ -107,24 +107,33 @@ class SetComparison:
 @dataclass(frozen=True)
 class PredictionSet:
     """A conformal prediction set (docs/method.md §8): the classes that together hold the true
-    one with probability at least `coverage`, most probable first, explained together."""
+    one with probability at least `coverage`, most probable first, explained together.
+
+    It can be empty (LAC, when no class's score is within q̂): at this coverage no class needs
+    to be listed, the image is among those the target lets go; the top-1 prediction is in the
+    Prediction as always. With `never_empty=True` such a set is the top class instead, and
+    `filled` says so (that only raises coverage, up to the model's accuracy)."""
 
     coverage: float
     score: str  #: the nonconformity score it was calibrated with (lac, aps, raps)
     threshold: float  #: q̂: a class is in the set when its score is <= q̂
-    fallback: bool  #: no class was within q̂, so the set is the most probable class alone
     explanation: SetComparison
+    filled: bool = False  #: the set was empty and never_empty put the top class in it
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.explanation.labels
 
     @property
+    def empty(self) -> bool:
+        return not self.explanation.members
+
+    @property
     def indices(self) -> tuple[int, ...]:
         return tuple(m.index for m in self.explanation.members)
 
     def to_dict(self) -> dict:
-        return {**_jsonable(asdict(self)), "labels": list(self.labels)}
+        return {**_jsonable(asdict(self)), "labels": list(self.labels), "empty": self.empty}
 
 
 @dataclass(frozen=True)
@@ -319,18 +328,21 @@ class InterpretableModel:
         top_k: int = 5,
         batch_size: int = 16,
         coverage: float | None = None,
+        never_empty: bool = False,
     ) -> Prediction | list[Prediction]:
         """Classify images and explain each prediction exactly.
 
         `inputs` is a path, PIL image, HWC array or CHW tensor, or a list of those; a list gives
         a list of Predictions. With `coverage` (e.g. 0.9) each prediction also holds its
         conformal prediction set, explained (needs a checkpoint calibrated for that coverage:
-        `python -m training calibrate`; UncalibratedCoverageError otherwise).
+        `python -m training calibrate`; UncalibratedCoverageError otherwise). The set is the
+        conformal set, possibly empty; `never_empty=True` puts the top class into empty sets,
+        which only raises coverage above the target (docs/method.md §8).
         """
         _check_positive("top_k", top_k)
-        target = self._coverage_target(coverage)
+        target = self._coverage_target(coverage, never_empty)
         results = [
-            self._prediction(item.name, out.logits[i], out.features[i], top_k, target)
+            self._prediction(item.name, out.logits[i], out.features[i], top_k, target, never_empty)
             for loaded, _, out in self._batches(inputs, batch_size, with_maps=False)
             for i, item in enumerate(loaded)
         ]
@@ -354,18 +366,24 @@ class InterpretableModel:
         top_k: int = 5,
         batch_size: int = 8,
         coverage: float | None = None,
+        never_empty: bool = False,
     ) -> list[ExplainedImage]:
         """`predict`, keeping what figures draw: the model input as pixels and the selected
         features' maps (from the same forward pass as the prediction). Always a list."""
         _check_positive("top_k", top_k)
-        target = self._coverage_target(coverage)
+        target = self._coverage_target(coverage, never_empty)
         out: list[ExplainedImage] = []
         for loaded, batch, result in self._batches(inputs, batch_size, with_maps=True):
             views = self.preprocessor.to_view(batch)
             out.extend(
                 ExplainedImage(
                     prediction=self._prediction(
-                        item.name, result.logits[i], result.features[i], top_k, target
+                        item.name,
+                        result.logits[i],
+                        result.features[i],
+                        top_k,
+                        target,
+                        never_empty,
                     ),
                     view=views[i],
                     logits=np.asarray(result.logits[i], dtype=np.float32),
@@ -436,23 +454,34 @@ class InterpretableModel:
             features=tuple(items),
         )
 
-    def _coverage_target(self, coverage: float | None) -> CoverageTarget | None:
+    def _coverage_target(
+        self, coverage: float | None, never_empty: bool = False
+    ) -> CoverageTarget | None:
         """The calibrated threshold for `coverage` (None: no sets asked for), checked before any
         image is read."""
-        return None if coverage is None else self.config.coverage_target(coverage)
+        if coverage is None:
+            if never_empty:
+                raise UsageError("never_empty applies to prediction sets: give a coverage too")
+            return None
+        return self.config.coverage_target(coverage)
 
     def _prediction_set(
-        self, target: CoverageTarget, p: np.ndarray, z: np.ndarray, features: np.ndarray
+        self,
+        target: CoverageTarget,
+        p: np.ndarray,
+        z: np.ndarray,
+        features: np.ndarray,
+        never_empty: bool = False,
     ) -> PredictionSet:
         calibration = self.config.calibration
         scores = calibration.score_function().class_scores(p[None])
-        (members,), fallback = prediction_sets(scores, p[None], target.threshold)
+        (members,), filled = prediction_sets(scores, p[None], target.threshold, never_empty)
         return PredictionSet(
             coverage=target.coverage,
             score=calibration.score,
             threshold=target.threshold,
-            fallback=bool(fallback[0]),
             explanation=self._set_comparison(members, features, p, z),
+            filled=bool(filled[0]),
         )
 
     def _prediction(
@@ -462,6 +491,7 @@ class InterpretableModel:
         features: np.ndarray,
         top_k: int,
         target: CoverageTarget | None = None,
+        never_empty: bool = False,
     ) -> Prediction:
         z = logits.astype(np.float64)
         p = softmax(z)
@@ -477,7 +507,9 @@ class InterpretableModel:
                 ClassScore(int(i), self.label_names[i], float(p[i]), float(z[i])) for i in order
             ),
             explanation=self.explain_logits(best, float(logits[best]), features),
-            prediction_set=None if target is None else self._prediction_set(target, p, z, features),
+            prediction_set=None
+            if target is None
+            else self._prediction_set(target, p, z, features, never_empty),
         )
 
     # -- global explanations -------------------------------------------------------------------
@@ -547,7 +579,12 @@ class InterpretableModel:
         weights = self.class_weights[members]  # [m, n]
         used = weights != 0
         signs = np.sign(weights)
-        shared_mask = used.all(axis=0) & (np.abs(signs.sum(axis=0)) == len(members))
+        # an empty set (a conformal set can be one) shares nothing: no member uses a feature
+        shared_mask = (
+            used.all(axis=0) & (np.abs(signs.sum(axis=0)) == len(members))
+            if members
+            else np.zeros(weights.shape[1], dtype=bool)
+        )
 
         def entry(j: int) -> SetFeature:
             return SetFeature(

@@ -57,7 +57,14 @@ def _set_features(features: Sequence[SetFeature], limit: int = 8) -> str:
 
 def format_prediction_set(s: PredictionSet) -> list[str]:
     """The lines of a prediction set: its classes, what they share and what sets each apart."""
-    note = " (no class within the threshold: the top class alone)" if s.fallback else ""
+    if s.empty:
+        text = (
+            f"  empty set at {s.coverage:.0%} ({s.score}): no class's score is within the "
+            f"threshold {s.threshold:.4g}; at this coverage no class needs to be listed, the "
+            "image is among those the target lets go (the top-1 prediction is above)"
+        )
+        return [text]
+    note = " (empty at this coverage; --never-empty put the top class in)" if s.filled else ""
     members = s.explanation.members
     lines = [
         f"  {s.coverage:.0%} prediction set ({s.score}, {len(members)} "

@@ -222,7 +222,7 @@ def test_conformal_prediction_sets_reach_their_coverage(qpm_dir, image_file, tmp
         model.label_names[c]
         for c in np.argsort(-probabilities)
         if 1 - probabilities[c] <= threshold
-    ] or [item.prediction.label]
+    ]  # the conformal set, possibly empty
     assert json.loads(shown["data-classes"]) == expected
     assert "20 calibration images" in panels.prediction
     # by default the page shows the sets of the checkpoint's (here: in-memory) calibration

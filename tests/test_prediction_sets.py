@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ def test_onnx_gives_the_same_sets_as_torch(qpm_onnx_dir, tmp_path):  # noqa: F81
         b = onnx_model.predict(PHOTOS, coverage=coverage)
         for pa, pb in zip(a, b):
             sa, sb = pa.prediction_set, pb.prediction_set
-            assert sa.labels == sb.labels and sa.fallback == sb.fallback
+            assert sa.labels == sb.labels and sa.empty == sb.empty and not sa.filled
             assert [f.index for f in sa.explanation.shared] == [
                 f.index for f in sb.explanation.shared
             ]
@@ -107,13 +108,16 @@ def test_explain_draws_the_set_with_shared_and_distinguishing_features(
         prediction_set_figure(model, model.predict_with_maps(str(image_file))[0])
 
 
-def test_sets_of_many_random_images_are_ordered_and_never_empty(calibrated_dir):
+def test_sets_of_many_random_images_are_ordered_and_start_with_the_top_class(calibrated_dir):
     model = QPM.from_pretrained(calibrated_dir)
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(12)]
-    for pred in model.predict(images, coverage=0.8):
+    for pred, filled in zip(
+        model.predict(images, coverage=0.8), model.predict(images, coverage=0.8, never_empty=True)
+    ):
         s = pred.prediction_set
-        assert s.labels and s.labels[0] == pred.label
+        assert s.empty or s.labels[0] == pred.label
+        assert filled.prediction_set.labels == (s.labels or (pred.label,))
         probabilities = [m.probability for m in s.explanation.members]
         assert probabilities == sorted(probabilities, reverse=True)
 
@@ -142,4 +146,62 @@ def test_the_model_card_reports_coverage_and_set_size_per_target(qpm_dir, tmp_pa
     for e in evaluations:
         row = next(x for x in section.splitlines() if x.startswith(f"| {e.coverage:.0%} "))
         assert f"{e.empirical_coverage:.1%}" in row and f"{e.mean_size:.2f}" in row
+        assert f"{e.empty_share:.1%}" in row
         assert f"{config.label_names[e.worst_class]}: {e.worst_class_coverage:.1%}" in row
+
+
+@pytest.fixture(scope="module")
+def empty_set_dir(qpm_dir, tmp_path_factory) -> Path:
+    """A checkpoint whose 90 % threshold is 0: every LAC set is empty."""
+    from qpm_zoo.calibration import with_calibration
+    from qpm_zoo.config import Calibration, CoverageTarget
+
+    folder = tmp_path_factory.mktemp("empty") / "model"
+    shutil.copytree(qpm_dir, folder)
+    record = Calibration(
+        score="lac",
+        images=99,
+        split="hand-made",
+        targets=(CoverageTarget(coverage=0.9, threshold=0.0),),
+    )
+    with_calibration(folder, record)
+    return folder
+
+
+def test_an_empty_set_is_shown_as_one_in_text_json_figure_and_page(
+    capsys, empty_set_dir, image_file, tmp_path
+):
+    code, out, err = run(capsys, "predict", empty_set_dir, image_file, "--coverage", "0.9")
+    assert code == 0, err
+    assert "empty set at 90% (lac)" in out and "prediction set" not in out
+    code, out, err = run(
+        capsys, "predict", empty_set_dir, image_file, "--coverage", "0.9", "--json"
+    )
+    s = json.loads(out)["prediction_set"]
+    assert s["empty"] is True and s["labels"] == [] and s["explanation"]["members"] == []
+    code, out, err = run(
+        capsys, "predict", empty_set_dir, image_file, "--coverage", "0.9", "--never-empty"
+    )
+    assert code == 0, err
+    assert "90% prediction set (lac, 1 class)" in out and "--never-empty put the top" in out
+    code, out, err = run(capsys, "predict", empty_set_dir, image_file, "--never-empty")
+    assert code != 0 and "never_empty applies to prediction sets" in err
+
+    out_file = tmp_path / "empty.png"
+    code, out, err = run(
+        capsys, "explain", empty_set_dir, image_file, "--coverage", "0.9", "--out", out_file
+    )
+    assert code == 0, err
+    from qpm_zoo.app.views import prediction_set_html
+    from qpm_zoo.viz import prediction_set_figure, save_figure
+
+    model = QPM.from_pretrained(empty_set_dir)
+    item = model.predict_with_maps(str(image_file), coverage=0.9)[0]
+    fig = prediction_set_figure(model, item)
+    assert "is empty" in fig._suptitle.get_text()
+    assert _panels(fig) == []  # no member, no feature drawn
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any(t.startswith("empty set at 90%") and item.prediction.label in t for t in texts)
+    assert_png(save_figure(fig, tmp_path / "again.png", dpi=40), fig, 40)
+    html = prediction_set_html(item.prediction.prediction_set)
+    assert "<i>empty</i>" in html and 'data-classes="[]"' in html

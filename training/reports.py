@@ -35,8 +35,9 @@ def set_text(target: dict) -> str:
     if target.get("test_coverage") is None:
         return f"threshold {target['threshold']:.4f} (not measured on test images)"
     return (
-        f"cover {target['test_coverage']:.1%} of test images ({target['test_conformal_coverage']:.1%} "
-        f"with empty sets left empty), {target['test_mean_size']:.2f} classes on average, "
+        f"cover {target['test_coverage']:.1%} of test images, "
+        f"{target['test_mean_size']:.2f} classes on average, "
+        f"{target.get('test_empty_share', 0.0):.1%} empty, "
         f"worst class {target['test_worst_class']} {target['test_worst_class_coverage']:.1%}"
     )
 

@@ -79,7 +79,12 @@ def prediction_set_html(s: PredictionSet, images: int | None = None) -> str:
     members = s.explanation.members
     names = ", ".join(escape(m.label) for m in members)
     source = f", {images} calibration images" if images else ""
-    fallback = " (no class within the threshold: the top class alone)" if s.fallback else ""
+    fallback = " (empty at this coverage; the top class put in)" if s.filled else ""
+    if s.empty:
+        names = (
+            "<i>empty</i>: no class is within the threshold, so at this coverage no class "
+            "needs to be listed (the image is among those the target lets go)"
+        )
     parts = [
         (
             f'<div class="qpm-set" data-classes="{escape(json.dumps(list(s.labels)))}" '

@@ -40,6 +40,8 @@ def prediction_set_figure(model: InterpretableModel, item: ExplainedImage) -> An
             "prediction_set_figure needs a prediction with its set: "
             "model.predict_with_maps(image, coverage=0.9)"
         )
+    if s.empty:
+        return _empty_set_figure(item)
     members = s.explanation.members
     shown = members[: MAX_ROWS - 1]
     rows_features = [s.explanation.shared] + [m.distinguishing for m in shown]
@@ -80,7 +82,7 @@ def prediction_set_figure(model: InterpretableModel, item: ExplainedImage) -> An
         for c in range(1 + len(features[: cols - 1]), cols):
             axes[r, c].set_visible(False)
 
-    note = " — no class was within the threshold: the top class alone" if s.fallback else ""
+    note = " — empty at this coverage, the top class put in (never empty)" if s.filled else ""
     fig.suptitle(
         f"{short_name(item.prediction.input)}: {s.coverage:.0%} prediction set ({s.score}) of "
         f"{len(members)} {'class' if len(members) == 1 else 'classes'}{note}\n"
@@ -89,6 +91,48 @@ def prediction_set_figure(model: InterpretableModel, item: ExplainedImage) -> An
     )
     add_footnote(fig, legend)
     return fig
+
+
+def _empty_set_figure(item: ExplainedImage) -> Any:
+    """An empty set drawn as what it is: the input and a panel saying so, no members."""
+    s, pred = item.prediction.prediction_set, item.prediction
+    width = 2 * PANEL_INCHES + 2.0
+    legend = footnote_text(_EMPTY_LEGEND, width)
+    fig = new_figure(
+        "qpm_zoo.viz.prediction_set_figure (qpm explain --coverage C --out), empty set",
+        width,
+        PANEL_INCHES + TITLE_INCHES + HEADER_INCHES + legend.count("\n") * FOOTNOTE_LINE_INCHES,
+    )
+    image_ax, text_ax = fig.subplots(1, 2, width_ratios=[PANEL_INCHES, PANEL_INCHES + 2.0])
+    height, width_px = item.view.shape[:2]
+    draw_image(image_ax, item.view)
+    image_ax.set_title(f"model input\n{width_px}×{height} px", fontsize=8.5)
+    bare(text_ax)
+    for side in text_ax.spines.values():
+        side.set_visible(False)
+    text_ax.text(
+        0.5,
+        0.5,
+        f"empty set at {s.coverage:.0%}\n\nno class's score is within\nthe threshold "
+        f"{s.threshold:.4g}\n\ntop-1: {wrap(pred.label, 28, 1)} (p = {pred.probability:.2f})",
+        ha="center",
+        va="center",
+        fontsize=9.5,
+    )
+    fig.suptitle(
+        f"{short_name(pred.input)}: {s.coverage:.0%} prediction set ({s.score}) is empty",
+        fontsize=10.5,
+    )
+    add_footnote(fig, legend)
+    return fig
+
+
+_EMPTY_LEGEND = (
+    "An empty conformal set is a legitimate answer (docs/method.md §8): at this coverage no "
+    "class needs to be listed, this image is among those the target lets go. The sets cover "
+    "the true class with the calibrated probability counting such images as misses; "
+    "--never-empty puts the top class in instead, which only raises coverage."
+)
 
 
 def _member_panel(ax: Any, label: str, probability: float | None, features: int) -> None:

@@ -104,10 +104,11 @@ def _calibrate_run(ctx: StageContext) -> CalibrationSummary:
     for e in evaluations:
         log.info(
             "calibrate: %.0f %% sets cover %.1f %% of the test images, %.2f classes on average "
-            "(worst class %.1f %%)",
+            "(%.1f %% empty; worst class %.1f %%)",
             100 * e.coverage,
             100 * e.empirical_coverage,
             e.mean_size,
+            100 * e.empty_share,
             100 * e.worst_class_coverage,
         )
     return summary
