@@ -192,7 +192,7 @@ def test_fit_with_a_calibration_split_calibrates_the_checkpoint(tmp_path, capsys
     pred = QPM.from_pretrained(out / "model").predict(
         np.zeros((48, 48, 3), np.uint8), coverage=0.95
     )
-    assert pred.prediction_set.labels[0] == pred.label
+    assert pred.prediction_set.empty or pred.prediction_set.labels[0] == pred.label
     # calibrating the run folder again on its val split gives the same record
     assert main(["calibrate", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == calibration.to_dict()
