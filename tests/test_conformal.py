@@ -36,6 +36,21 @@ def _synthetic_logits(rng: np.random.Generator, n: int, classes: int = 10, lift:
     return logits, labels
 
 
+def _random_splits(rng, score, coverage, n_cal, lift=0.0, n_test=200, repeats=500):
+    """4000 synthetic images' probabilities, labels and class scores, and `repeats` random
+    calibration/test splits of them: (test indices, the threshold calibrated on the rest)."""
+    logits, labels = _synthetic_logits(rng, 4000, lift=lift)
+    p = softmax(logits)
+    scores = score.class_scores(p)
+    true = scores[np.arange(len(labels)), labels]
+    splits = []
+    for _ in range(repeats):
+        order = rng.permutation(len(labels))
+        cal, test = order[:n_cal], order[n_cal : n_cal + n_test]
+        splits.append((test, conformal_threshold(true[cal], coverage)))
+    return p, labels, scores, splits
+
+
 @pytest.mark.parametrize("name", ["lac", "aps", "raps"])
 @pytest.mark.parametrize("coverage", [0.9, 0.95])
 def test_returned_sets_cover_the_target_over_many_random_splits(name, coverage):
@@ -45,16 +60,10 @@ def test_returned_sets_cover_the_target_over_many_random_splits(name, coverage):
     1 − α + 1/(n + 1), the finite-sample upper bound."""
     rng = np.random.default_rng(0)
     score = ScoreFunction(name, raps_lambda=0.05, raps_k_reg=2)
-    n_cal, n_test, repeats = 200, 200, 500
-    logits, labels = _synthetic_logits(rng, 4000)
-    p = softmax(logits)
-    scores = score.class_scores(p)
-    true = scores[np.arange(len(labels)), labels]
+    n_cal = 200
+    p, labels, scores, splits = _random_splits(rng, score, coverage, n_cal)
     covered, filled_covered, empty = [], [], []
-    for _ in range(repeats):
-        order = rng.permutation(len(labels))
-        cal, test = order[:n_cal], order[n_cal : n_cal + n_test]
-        q = conformal_threshold(true[cal], coverage)
+    for test, q in splits:
         sets, filled = prediction_sets(scores[test], p[test], q)
         assert not filled.any()  # without never_empty nothing is put in
         covered.append(np.mean([labels[i] in s for i, s in zip(test, sets)]))
@@ -78,20 +87,13 @@ def test_a_model_more_accurate_than_the_target_gets_empty_sets_and_the_target(co
     included, cover between the target and 1 − α + 1/(n + 1) on average over 500 splits; about
     1 − α − (1 − accuracy) of them are empty. Filling them with the top class (never_empty)
     covers as often as the model is right, far above the target: why it is only an opt-in."""
-    rng = np.random.default_rng(4)
     score = ScoreFunction("lac")
-    n_cal, n_test, repeats = 200, 200, 500
-    logits, labels = _synthetic_logits(rng, 4000, lift=3.0)
-    p = softmax(logits)
+    n_cal = 200
+    p, labels, _, splits = _random_splits(np.random.default_rng(4), score, coverage, n_cal, 3.0)
     accuracy = float(np.mean(p.argmax(axis=1) == labels))
     assert accuracy > coverage + 0.03
-    scores = score.class_scores(p)
-    true = scores[np.arange(len(labels)), labels]
     covered, filled_covered, empty = [], [], []
-    for _ in range(repeats):
-        order = rng.permutation(len(labels))
-        cal, test = order[:n_cal], order[n_cal : n_cal + n_test]
-        q = conformal_threshold(true[cal], coverage)
+    for test, q in splits:
         e = evaluate_sets(p[test], labels[test], score, q, coverage)
         covered.append(e.empirical_coverage)
         empty.append(e.empty_share)
@@ -333,15 +335,10 @@ def test_predict_with_a_coverage_returns_the_explained_set(qpm_dir, image_file, 
         model.predict(str(image_file), coverage=90)
 
 
-def test_predict_returns_an_empty_set_and_never_empty_fills_it(qpm_dir, image_file, tmp_path):
-    """A threshold below 1 − p(top) (a model more sure of this image than of any calibration
-    image) gives the empty conformal set, explained as one (no members, nothing shared) and
-    shown as one in text and JSON; `never_empty=True` gives the top class alone, marked."""
-    from qpm_zoo.formatting import format_prediction
-    from qpm_zoo.model import QPM
-
-    folder = tmp_path / "model"
-    shutil.copytree(qpm_dir, folder)
+def _all_empty_copy(model_dir, folder):
+    """A copy of a checkpoint whose 90 % LAC threshold is 0, so every set is empty (a model
+    more sure of every image than of any calibration image)."""
+    shutil.copytree(model_dir, folder)
     record = Calibration(
         score="lac",
         images=99,
@@ -349,7 +346,17 @@ def test_predict_returns_an_empty_set_and_never_empty_fills_it(qpm_dir, image_fi
         targets=(CoverageTarget(coverage=0.9, threshold=0.0),),
     )
     with_calibration(folder, record)
-    model = QPM.from_pretrained(folder)
+    return folder
+
+
+def test_predict_returns_an_empty_set_and_never_empty_fills_it(qpm_dir, image_file, tmp_path):
+    """A threshold below 1 − p(top) (a model more sure of this image than of any calibration
+    image) gives the empty conformal set, explained as one (no members, nothing shared) and
+    shown as one in text and JSON; `never_empty=True` gives the top class alone, marked."""
+    from qpm_zoo.formatting import format_prediction
+    from qpm_zoo.model import QPM
+
+    model = QPM.from_pretrained(_all_empty_copy(qpm_dir, tmp_path / "model"))
     pred = model.predict(str(image_file), coverage=0.9)
     s = pred.prediction_set
     assert s.empty and s.labels == () and s.indices == () and not s.filled

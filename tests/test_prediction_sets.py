@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_conformal import _calibrated_copy
+from test_conformal import _all_empty_copy, _calibrated_copy
 from test_figures import _panels, assert_png
 from test_onnx_model import PHOTOS, qpm_onnx_dir  # noqa: F401 - the exported checkpoint fixture
 
@@ -153,19 +152,7 @@ def test_the_model_card_reports_coverage_and_set_size_per_target(qpm_dir, tmp_pa
 @pytest.fixture(scope="module")
 def empty_set_dir(qpm_dir, tmp_path_factory) -> Path:
     """A checkpoint whose 90 % threshold is 0: every LAC set is empty."""
-    from qpm_zoo.calibration import with_calibration
-    from qpm_zoo.config import Calibration, CoverageTarget
-
-    folder = tmp_path_factory.mktemp("empty") / "model"
-    shutil.copytree(qpm_dir, folder)
-    record = Calibration(
-        score="lac",
-        images=99,
-        split="hand-made",
-        targets=(CoverageTarget(coverage=0.9, threshold=0.0),),
-    )
-    with_calibration(folder, record)
-    return folder
+    return _all_empty_copy(qpm_dir, tmp_path_factory.mktemp("empty") / "model")
 
 
 def test_an_empty_set_is_shown_as_one_in_text_json_figure_and_page(
