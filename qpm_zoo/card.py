@@ -453,6 +453,65 @@ def _metrics_section(config: QPMConfig, recipe: RecipeMetadata) -> str:
     return text
 
 
+def _prediction_sets_section(config: QPMConfig, model_id: str) -> str:
+    """The calibrated coverages and how their sets did on the test split (docs/method.md §9)."""
+    c = config.calibration
+    if c is None:
+        return ""
+    score = {"lac": "LAC (1 − p)", "aps": "APS", "raps": "RAPS"}[c.score]
+    if c.score == "raps":
+        score += f", λ = {c.raps_lambda:g}, k_reg = {c.raps_k_reg}"
+    parts = [
+        "## Prediction sets",
+        (
+            f"Split-conformal prediction sets, calibrated on {c.images} held-out images "
+            f"({_cell(c.split)}) with the {score} score: a set holds the true class with "
+            "probability at least its coverage, for images exchangeable with the calibration "
+            f"images. `qpm predict {model_id} IMAGE --coverage {c.coverages[0]:g}` gives the set "
+            "with the features its classes share and those that set each apart. A set can be "
+            "empty (no class within the threshold: at that coverage the image is among those the "
+            "target lets go); `--never-empty` puts the top class in instead, which only raises "
+            "coverage, up to the model's accuracy."
+        ),
+    ]
+    rows = []
+    for t in c.targets:
+        measured = t.test_coverage is not None
+        rows.append(
+            (
+                f"{t.coverage:.0%}",
+                f"{t.threshold:.4g}",
+                f"{t.test_coverage:.1%}" if measured else "–",
+                f"{t.test_mean_size:.2f}" if measured else "–",
+                f"{t.test_empty_share:.1%}" if t.test_empty_share is not None else "–",
+                f"{_cell(t.test_worst_class)}: {t.test_worst_class_coverage:.1%}"
+                if measured
+                else "–",
+            )
+        )
+    tested = (
+        f"Measured on {c.test_images} test images ({_cell(c.test_split)})."
+        if c.test_images
+        else "Not measured on test images."
+    )
+    parts.append(
+        tested + " Test coverage: of the sets as `predict` returns them (empty ones count as "
+        "misses); mean set size counts an empty set as 0.\n\n"
+        + markdown_table(
+            [
+                "Coverage",
+                "Threshold",
+                "Test coverage",
+                "Mean set size",
+                "Empty sets",
+                "Worst class",
+            ],
+            rows,
+        )
+    )
+    return "\n\n".join(parts) + "\n\n"
+
+
 def _sharing_stats(config: QPMConfig) -> str:
     users = [0] * config.n_features
     for row in config.assignment.class_features:
@@ -557,6 +616,7 @@ class CardFields:
     onnx_usage: str
     cli_usage: str
     metrics_section: str
+    prediction_sets_section: str  #: empty, or a whole section ending in a blank line
     explanation_section: str
     training_section: str
     library_version: str
@@ -582,6 +642,7 @@ def card_fields(config: QPMConfig, repo_id: str | None = None, max_classes: int 
         onnx_usage=_onnx_usage(config, model_id),
         cli_usage=_cli_usage(config, model_id),
         metrics_section=_metrics_section(config, recipe),
+        prediction_sets_section=_prediction_sets_section(config, model_id),
         explanation_section=_explanation_section(config, model_id, max_classes),
         training_section=_training_section(config),
         library_version=__version__,

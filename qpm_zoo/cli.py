@@ -55,10 +55,27 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_coverage_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--coverage",
+        type=float,
+        metavar="C",
+        help="also give the conformal prediction set that holds the true class with "
+        "probability C (e.g. 0.9; the checkpoint must be calibrated for C); it can be empty",
+    )
+    p.add_argument(
+        "--never-empty",
+        action="store_true",
+        help="with --coverage: put the top class into an empty set; this only raises coverage "
+        "above C (up to the model's accuracy)",
+    )
+
+
 def _predict_arguments(p: argparse.ArgumentParser) -> None:
     _add_source_options(p)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     p.add_argument("--top-k", type=int, default=5, help="runner-up classes to list (default 5)")
+    _add_coverage_option(p)
     _add_backend_options(p)
 
 
@@ -75,8 +92,10 @@ def _explain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         metavar="FILE.png",
-        help="with an image: write the heatmap figure (.png, .pdf, .svg)",
+        help="with an image: write the heatmap figure (.png, .pdf, .svg); with --coverage, "
+        "the figure of the prediction set",
     )
+    _add_coverage_option(p)
     _add_backend_options(p)
 
 
@@ -228,6 +247,8 @@ def _explain(args: argparse.Namespace) -> None:
     _check_backend_options(args)
     image, class_name = _explain_target(args)
     if class_name is not None:
+        if args.coverage is not None or args.never_empty:
+            raise UsageError("--coverage gives an image's prediction set: give an image file")
         if args.out:
             raise UsageError(
                 "--out draws the explanation of an image's prediction: give an image file "
@@ -244,14 +265,18 @@ def _explain(args: argparse.Namespace) -> None:
         _emit(result, args.json, format_class)
         return
     if not args.out:
-        _emit(_load_predictor(args).predict(image), args.json, format_prediction)
+        prediction = _load_predictor(args).predict(
+            image, coverage=args.coverage, never_empty=args.never_empty
+        )
+        _emit(prediction, args.json, format_prediction)
         return
-    from .viz import explanation_figure, save_figure
+    from .viz import explanation_figure, prediction_set_figure, save_figure
 
     _check_writable(args.out)
     model = _load_predictor(args)
-    item = model.predict_with_maps(image)[0]
-    path = save_figure(explanation_figure(model, item), args.out)
+    item = model.predict_with_maps(image, coverage=args.coverage, never_empty=args.never_empty)[0]
+    figure = explanation_figure if args.coverage is None else prediction_set_figure
+    path = save_figure(figure(model, item), args.out)
     _emit(item.prediction, args.json, format_prediction)
     _note_figure(path, args.json)
 
@@ -302,7 +327,10 @@ def _predict(args: argparse.Namespace) -> None:
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
     _check_backend_options(args)
-    preds = _load_predictor(args).predict(list(args.images), top_k=args.top_k)
+    model = _load_predictor(args)
+    preds = model.predict(
+        list(args.images), top_k=args.top_k, coverage=args.coverage, never_empty=args.never_empty
+    )
     _emit(preds if len(preds) > 1 else preds[0], args.json, format_prediction)
 
 

@@ -21,7 +21,8 @@ import numpy as np
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from .atomic import atomic_path, write_bytes_atomic, write_text_atomic
-from .errors import ConfigError
+from .conformal import SCORES, ScoreFunction
+from .errors import ConfigError, UncalibratedCoverageError
 from .limits import current_limits, variable_for
 from .validation import (
     Count,
@@ -47,6 +48,8 @@ __all__ = [
     "AdapterConfig",
     "Assignment",
     "BackboneConfig",
+    "Calibration",
+    "CoverageTarget",
     "OnnxRecord",
     "OnnxVariant",
     "PreprocessConfig",
@@ -433,6 +436,101 @@ class Provenance(StrictModel):
     note: Text | None = None  #: free text, e.g. the licence situation
 
 
+def _open_probability(value: float) -> float:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"must be between 0 and 1 (exclusive), got {value}")
+    return value
+
+
+Coverage = Annotated[Number, AfterValidator(_open_probability)]
+ConformalScore = Literal[SCORES]  # type: ignore[valid-type]
+
+#: Two coverages closer than this are the same target (0.9 typed on a command line and 0.9
+#: stored in config.json are one float, but a computed 1 - 0.1 need not be).
+COVERAGE_TOLERANCE = 1e-9
+
+
+class CoverageTarget(StrictModel):
+    """One calibrated coverage: its threshold and, when measured, how its sets did on the test
+    split (the model card shows these)."""
+
+    coverage: Coverage = Field(description="the guaranteed share of sets holding the true class")
+    threshold: Number = Field(description="q̂: a class is in the set when its score is <= q̂")
+    test_coverage: Number | None = Field(
+        None,
+        description="share of the test split's sets (as predict returns them) that hold "
+        "the true class",
+    )
+    test_mean_size: Number | None = Field(None, description="average set size on the test split")
+    test_empty_share: Number | None = Field(
+        None, description="share of the test split's sets that are empty"
+    )
+    test_worst_class: Label | None = Field(None, description="the least covered class (test)")
+    test_worst_class_coverage: Number | None = Field(None, description="its coverage (test)")
+
+    _omitted_when_none = (
+        "test_coverage",
+        "test_mean_size",
+        "test_empty_share",
+        "test_worst_class",
+        "test_worst_class_coverage",
+    )
+
+
+class Calibration(StrictModel):
+    """config.json's `calibration` entry: split-conformal thresholds for prediction sets
+    (docs/method.md §9), with where they come from. Written by `python -m training calibrate`."""
+
+    method: Literal["split_conformal"] = "split_conformal"
+    score: ConformalScore = Field(description="nonconformity score: lac, aps or raps")
+    images: Count = Field(description="size of the calibration set")
+    split: Text = Field(description="where the calibration images come from")
+    raps_lambda: Number | None = Field(None, description="RAPS penalty per rank (raps only)")
+    raps_k_reg: Integer | None = Field(None, description="ranks without penalty (raps only)")
+    test_images: Count | None = Field(None, description="images the test_* numbers come from")
+    test_split: Text | None = Field(None, description="where those test images come from")
+    targets: tuple[CoverageTarget, ...] = Field(description="one per calibrated coverage")
+
+    _omitted_when_none = ("raps_lambda", "raps_k_reg", "test_images", "test_split")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Calibration:
+        if not self.targets:
+            raise FieldProblem("targets", "must hold at least one calibrated coverage")
+        coverages = [t.coverage for t in self.targets]
+        if len(set(coverages)) != len(coverages):
+            raise FieldProblem("targets", f"repeats a coverage: {coverages}")
+        raps = self.raps_lambda is not None and self.raps_k_reg is not None
+        if (self.score == "raps") != raps or (self.raps_lambda is None) != (
+            self.raps_k_reg is None
+        ):
+            raise FieldProblem(
+                "raps_lambda", "and raps_k_reg are set exactly when the score is 'raps'"
+            )
+        return self
+
+    @property
+    def coverages(self) -> tuple[float, ...]:
+        return tuple(t.coverage for t in self.targets)
+
+    def score_function(self) -> ScoreFunction:
+        if self.score == "raps":
+            return ScoreFunction("raps", float(self.raps_lambda), int(self.raps_k_reg))
+        return ScoreFunction(self.score)
+
+    def target(self, coverage: float) -> CoverageTarget | None:
+        for t in self.targets:
+            if abs(t.coverage - coverage) <= COVERAGE_TOLERANCE:
+                return t
+        return None
+
+
+def calibrate_command(coverages: tuple[float, ...]) -> str:
+    """The command that calibrates a checkpoint for `coverages` (in error messages)."""
+    shown = " ".join(f"{c:g}" for c in coverages)
+    return f"python -m training calibrate MODEL_DIR --split val --coverage {shown}"
+
+
 # -- the whole file --------------------------------------------------------------------------
 class QPMConfig(StrictModel):
     """The content of a checkpoint's config.json (see docs/checkpoint.md)."""
@@ -461,8 +559,11 @@ class QPMConfig(StrictModel):
     provenance: Provenance | None = Field(
         None, description="where the weights come from, if qpm-zoo did not train them"
     )
+    calibration: Calibration | None = Field(
+        None, description="conformal prediction-set thresholds, if calibrated"
+    )
 
-    _omitted_when_none = ("onnx", "provenance")
+    _omitted_when_none = ("onnx", "provenance", "calibration")
     _required_in_files = ("preprocessing",)
     _stated = required_in_files(*_required_in_files)
 
@@ -482,6 +583,29 @@ class QPMConfig(StrictModel):
         if self.feature_names is not None:
             return self.feature_names[i]
         return f"feature {i}"
+
+    def coverage_target(self, coverage: float) -> CoverageTarget:
+        """The calibrated threshold for `coverage`, or UncalibratedCoverageError saying which
+        coverages are calibrated and how to calibrate this one."""
+        from .conformal import check_coverage
+
+        coverage = check_coverage(coverage)
+        target = None if self.calibration is None else self.calibration.target(coverage)
+        if target is not None:
+            return target
+        have = (
+            "the model is not calibrated"
+            if self.calibration is None
+            else "it is calibrated for "
+            + ", ".join(f"{c:g}" for c in self.calibration.coverages)
+            + " only"
+        )
+        known = () if self.calibration is None else self.calibration.coverages
+        wanted = tuple(sorted({*known, coverage}))
+        raise UncalibratedCoverageError(
+            f"no prediction sets for coverage {coverage:g}: {have}; calibrate it on held-out "
+            f"labelled images: {calibrate_command(wanted)}"
+        )
 
     def replace(self, **changes: Any) -> QPMConfig:
         """A copy with some fields changed (validated again)."""

@@ -23,6 +23,10 @@ class NonFiniteOutputError(QPMError, ArithmeticError):
     """A model computed NaN or infinite logits or features: no prediction is made from them."""
 
 
+class UncalibratedCoverageError(QPMError, ValueError):
+    """Prediction sets were asked for a coverage the checkpoint has no calibrated threshold for."""
+
+
 class UsageError(QPMError, ValueError):
     """A command's arguments cannot be used as given (a bad value, or options that conflict)."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -21,8 +21,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .config import QPMConfig
-from .errors import InputError, NonFiniteOutputError
+from .config import CoverageTarget, QPMConfig
+from .conformal import prediction_sets, softmax
+from .errors import InputError, NonFiniteOutputError, UsageError
 from .hub import CheckpointHubMixin
 from .preprocess import ImagePreprocessor, LoadedImage, is_batch
 
@@ -64,8 +65,81 @@ class ClassScore:
 
 
 @dataclass(frozen=True)
+class SetFeature:
+    """A feature in the explanation of a set of classes: each member's weight on it (0 where a
+    member does not use it) and, for an image's set, its normalised activation there."""
+
+    index: int
+    channel: int
+    name: str
+    weights: tuple[float, ...]  #: one per member, in the set's order
+    activation: float | None = None  #: in the image (None for a set given without one)
+
+
+@dataclass(frozen=True)
+class SetMember:
+    """One class of a set and the features that set it apart from the other members."""
+
+    index: int
+    label: str
+    distinguishing: tuple[SetFeature, ...]  #: its features not shared by every member
+    probability: float | None = None  #: for an image's set
+    logit: float | None = None
+
+
+@dataclass(frozen=True)
+class SetComparison:
+    """Classes compared feature by feature (`compare` generalised from two classes to a set):
+    the features every member uses with the same sign (docs/method.md §9) and, per member, the
+    features it uses that are not shared that way."""
+
+    members: tuple[SetMember, ...]
+    shared: tuple[SetFeature, ...]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(m.label for m in self.members)
+
+    def to_dict(self) -> dict:
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class PredictionSet:
+    """A conformal prediction set (docs/method.md §9): the classes that together hold the true
+    one with probability at least `coverage`, most probable first, explained together.
+
+    It can be empty (LAC, when no class's score is within q̂): at this coverage no class needs
+    to be listed, the image is among those the target lets go; the top-1 prediction is in the
+    Prediction as always. With `never_empty=True` such a set is the top class instead, and
+    `filled` says so (that only raises coverage, up to the model's accuracy)."""
+
+    coverage: float
+    score: str  #: the nonconformity score it was calibrated with (lac, aps, raps)
+    threshold: float  #: q̂: a class is in the set when its score is <= q̂
+    explanation: SetComparison
+    filled: bool = False  #: the set was empty and never_empty put the top class in it
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.explanation.labels
+
+    @property
+    def empty(self) -> bool:
+        return not self.explanation.members
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return tuple(m.index for m in self.explanation.members)
+
+    def to_dict(self) -> dict:
+        return {**_jsonable(asdict(self)), "labels": list(self.labels), "empty": self.empty}
+
+
+@dataclass(frozen=True)
 class Prediction:
-    """The predicted class of one image, the runner-ups and the exact explanation."""
+    """The predicted class of one image, the runner-ups and the exact explanation; with a
+    coverage, also the image's conformal prediction set."""
 
     input: str
     class_index: int
@@ -74,9 +148,15 @@ class Prediction:
     logit: float
     top_k: tuple[ClassScore, ...]
     explanation: Explanation
+    prediction_set: PredictionSet | None = None
 
     def to_dict(self) -> dict:
-        return _jsonable(asdict(self))
+        out = _jsonable(asdict(self))
+        if self.prediction_set is None:
+            del out["prediction_set"]  # the JSON of a plain prediction stays as it was
+        else:
+            out["prediction_set"] = self.prediction_set.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -243,34 +323,67 @@ class InterpretableModel:
 
     # -- local explanations --------------------------------------------------------------------
     def predict(
-        self, inputs: Any, top_k: int = 5, batch_size: int = 16
+        self,
+        inputs: Any,
+        top_k: int = 5,
+        batch_size: int = 16,
+        coverage: float | None = None,
+        never_empty: bool = False,
     ) -> Prediction | list[Prediction]:
         """Classify images and explain each prediction exactly.
 
         `inputs` is a path, PIL image, HWC array or CHW tensor, or a list of those; a list gives
-        a list of Predictions.
+        a list of Predictions. With `coverage` (e.g. 0.9) each prediction also holds its
+        conformal prediction set, explained (needs a checkpoint calibrated for that coverage:
+        `python -m training calibrate`; UncalibratedCoverageError otherwise). The set is the
+        conformal set, possibly empty; `never_empty=True` puts the top class into empty sets,
+        which only raises coverage above the target (docs/method.md §9).
         """
         _check_positive("top_k", top_k)
+        target = self._coverage_target(coverage, never_empty)
         results = [
-            self._prediction(item.name, out.logits[i], out.features[i], top_k)
+            self._prediction(item.name, out.logits[i], out.features[i], top_k, target, never_empty)
             for loaded, _, out in self._batches(inputs, batch_size, with_maps=False)
             for i, item in enumerate(loaded)
         ]
         return results if is_batch(inputs) else results[0]
 
+    def predict_logits(self, inputs: Any, batch_size: int = 16) -> np.ndarray:
+        """All classes' logits [N, C] (float32) for a list of images, without explanations:
+        what calibrating and evaluating prediction sets need from many images."""
+        if not is_batch(inputs):
+            inputs = [inputs]
+        return np.concatenate(
+            [
+                np.asarray(out.logits, dtype=np.float32)
+                for _, _, out in self._batches(inputs, batch_size, with_maps=False)
+            ]
+        )
+
     def predict_with_maps(
-        self, inputs: Any, top_k: int = 5, batch_size: int = 8
+        self,
+        inputs: Any,
+        top_k: int = 5,
+        batch_size: int = 8,
+        coverage: float | None = None,
+        never_empty: bool = False,
     ) -> list[ExplainedImage]:
         """`predict`, keeping what figures draw: the model input as pixels and the selected
         features' maps (from the same forward pass as the prediction). Always a list."""
         _check_positive("top_k", top_k)
+        target = self._coverage_target(coverage, never_empty)
         out: list[ExplainedImage] = []
         for loaded, batch, result in self._batches(inputs, batch_size, with_maps=True):
             views = self.preprocessor.to_view(batch)
             out.extend(
                 ExplainedImage(
                     prediction=self._prediction(
-                        item.name, result.logits[i], result.features[i], top_k
+                        item.name,
+                        result.logits[i],
+                        result.features[i],
+                        top_k,
+                        target,
+                        never_empty,
                     ),
                     view=views[i],
                     logits=np.asarray(result.logits[i], dtype=np.float32),
@@ -341,12 +454,47 @@ class InterpretableModel:
             features=tuple(items),
         )
 
+    def _coverage_target(
+        self, coverage: float | None, never_empty: bool = False
+    ) -> CoverageTarget | None:
+        """The calibrated threshold for `coverage` (None: no sets asked for), checked before any
+        image is read."""
+        if coverage is None:
+            if never_empty:
+                raise UsageError("never_empty applies to prediction sets: give a coverage too")
+            return None
+        return self.config.coverage_target(coverage)
+
+    def _prediction_set(
+        self,
+        target: CoverageTarget,
+        p: np.ndarray,
+        z: np.ndarray,
+        features: np.ndarray,
+        never_empty: bool = False,
+    ) -> PredictionSet:
+        calibration = self.config.calibration
+        scores = calibration.score_function().class_scores(p[None])
+        (members,), filled = prediction_sets(scores, p[None], target.threshold, never_empty)
+        return PredictionSet(
+            coverage=target.coverage,
+            score=calibration.score,
+            threshold=target.threshold,
+            explanation=self._set_comparison(members, features, p, z),
+            filled=bool(filled[0]),
+        )
+
     def _prediction(
-        self, name: str, logits: np.ndarray, features: np.ndarray, top_k: int
+        self,
+        name: str,
+        logits: np.ndarray,
+        features: np.ndarray,
+        top_k: int,
+        target: CoverageTarget | None = None,
+        never_empty: bool = False,
     ) -> Prediction:
         z = logits.astype(np.float64)
-        p = np.exp(z - z.max())
-        p /= p.sum()
+        p = softmax(z)
         order = np.argsort(-z, kind="stable")[: min(top_k, len(z))]
         best = int(order[0])
         return Prediction(
@@ -359,6 +507,9 @@ class InterpretableModel:
                 ClassScore(int(i), self.label_names[i], float(p[i]), float(z[i])) for i in order
             ),
             explanation=self.explain_logits(best, float(logits[best]), features),
+            prediction_set=None
+            if target is None
+            else self._prediction_set(target, p, z, features, never_empty),
         )
 
     # -- global explanations -------------------------------------------------------------------
@@ -401,6 +552,69 @@ class InterpretableModel:
             only_a=tuple(entry(j) for j in sorted(fa - fb)),
             only_b=tuple(entry(j) for j in sorted(fb - fa)),
         )
+
+    def compare_set(self, classes: Any) -> SetComparison:
+        """`compare` for any number of classes: the features all of them share and, per class,
+        the features that set it apart from the others (docs/method.md §9)."""
+        if isinstance(classes, (str, int, np.integer)):
+            classes = [classes]
+        indices = [self.class_index(c) for c in classes]
+        if not indices:
+            raise InputError("compare_set needs at least one class")
+        if len(set(indices)) != len(indices):
+            raise InputError(f"compare_set got a class twice: {list(classes)}")
+        return self._set_comparison(indices)
+
+    def _set_comparison(
+        self,
+        members: Sequence[int],
+        features: np.ndarray | None = None,
+        p: np.ndarray | None = None,
+        z: np.ndarray | None = None,
+    ) -> SetComparison:
+        """Shared: the features every member uses with one sign (for QPM, every weight is 1, so:
+        used by all). A member's distinguishing features: those it uses that are not shared,
+        most contributing first when the image's `features` are given (else by index)."""
+        members = [int(c) for c in members]
+        weights = self.class_weights[members]  # [m, n]
+        used = weights != 0
+        signs = np.sign(weights)
+        # an empty set (a conformal set can be one) shares nothing: no member uses a feature
+        shared_mask = (
+            used.all(axis=0) & (np.abs(signs.sum(axis=0)) == len(members))
+            if members
+            else np.zeros(weights.shape[1], dtype=bool)
+        )
+
+        def entry(j: int) -> SetFeature:
+            return SetFeature(
+                index=int(j),
+                channel=int(self.config.selected_features[j]),
+                name=self.config.feature_name(j),
+                weights=tuple(float(w) for w in weights[:, j]),
+                activation=None if features is None else float(features[j]),
+            )
+
+        def ordered(js: Iterable[int], row: int) -> list[int]:
+            js = sorted(int(j) for j in js)
+            if features is None:
+                return js
+            return sorted(js, key=lambda j: -float(weights[row, j] * features[j]))
+
+        shared = tuple(entry(j) for j in np.flatnonzero(shared_mask))
+        out = []
+        for row, c in enumerate(members):
+            own = np.flatnonzero(used[row] & ~shared_mask)
+            out.append(
+                SetMember(
+                    index=c,
+                    label=self.label_names[c],
+                    distinguishing=tuple(entry(j) for j in ordered(own, row)),
+                    probability=None if p is None else float(p[c]),
+                    logit=None if z is None else float(z[c]),
+                )
+            )
+        return SetComparison(members=tuple(out), shared=shared)
 
 
 def _finite(out: ModelOutput, loaded: list[LoadedImage]) -> ModelOutput:

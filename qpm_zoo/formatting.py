@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .explain import ClassComparison, ClassExplanation, Prediction
+from .explain import ClassComparison, ClassExplanation, Prediction, PredictionSet, SetFeature
 
 
 def _shared(names: Sequence[str], limit: int = 4) -> str:
@@ -34,7 +34,48 @@ def format_prediction(pred: Prediction) -> str:
             f"    {f.contribution:+8.3f}  {f.name} (activation {f.activation:+.3f}{weight}); "
             f"{_shared(f.shared_with)}"
         )
+    if pred.prediction_set is not None:
+        lines.extend(format_prediction_set(pred.prediction_set))
     return "\n".join(lines)
+
+
+def _set_features(features: Sequence[SetFeature], limit: int = 8) -> str:
+    if not features:
+        return "none"
+    parts = []
+    for f in features[:limit]:
+        weights = set(f.weights) - {0.0}
+        signed = (
+            ""
+            if weights <= {1.0}
+            else " (" + "/".join(f"{w:+.2g}" if w else "0" for w in f.weights) + ")"
+        )
+        parts.append(f.name + signed)
+    more = f" and {len(features) - limit} more" if len(features) > limit else ""
+    return ", ".join(parts) + more
+
+
+def format_prediction_set(s: PredictionSet) -> list[str]:
+    """The lines of a prediction set: its classes, what they share and what sets each apart."""
+    if s.empty:
+        text = (
+            f"  empty set at {s.coverage:.0%} ({s.score}): no class's score is within the "
+            f"threshold {s.threshold:.4g}; at this coverage no class needs to be listed, the "
+            "image is among those the target lets go (the top-1 prediction is above)"
+        )
+        return [text]
+    note = " (empty at this coverage; --never-empty put the top class in)" if s.filled else ""
+    members = s.explanation.members
+    lines = [
+        f"  {s.coverage:.0%} prediction set ({s.score}, {len(members)} "
+        f"{'class' if len(members) == 1 else 'classes'}){note}: "
+        + " | ".join(f"{m.label} {m.probability:.3f}" for m in members)
+    ]
+    if len(members) > 1:
+        lines.append(f"    shared by all: {_set_features(s.explanation.shared)}")
+        for m in members:
+            lines.append(f"    sets {m.label} apart: {_set_features(m.distinguishing)}")
+    return lines
 
 
 def format_class(expl: ClassExplanation) -> str:

@@ -196,35 +196,44 @@ def _labelled_folder(root: Path, labels, per_class: int) -> Path:
 
 
 def test_conformal_prediction_sets_reach_their_coverage(qpm_dir, image_file, tmp_path):
-    from qpm_zoo.app import calibrate
-    from qpm_zoo.errors import UsageError
+    from qpm_zoo.app import calibrate_model
+    from qpm_zoo.errors import UncalibratedCoverageError, UsageError
 
     model = load_model(str(qpm_dir))
+    with pytest.raises(UncalibratedCoverageError, match="the model is not calibrated"):
+        Explorer(model, coverage=0.8)
     folder = _labelled_folder(tmp_path / "calibration", model.label_names, 4)
-    calibration = calibrate(model, folder, coverage=0.8)
-    assert calibration.images == 20
+    record = calibrate_model(model, folder, coverages=[0.8])
+    assert record.images == 20 and model.config.calibration == record
     # on the calibration images themselves at least 80 % of the sets hold the true class
-    items = model.predict_with_maps(sorted(str(p) for p in folder.rglob("*.png")))
-    truths = [model.class_index(Path(i.name).parent.name) for i in items]
-    held = [t in calibration.prediction_set(i.logits) for i, t in zip(items, truths)]
+    paths = sorted(str(p) for p in folder.rglob("*.png"))
+    preds = model.predict(paths, coverage=0.8)
+    truths = [model.class_index(Path(p).parent.name) for p in paths]
+    held = [model.label_names[t] in p.prediction_set.labels for p, t in zip(preds, truths)]
     assert sum(held) / len(held) >= 0.8
 
-    panels = Explorer(model, calibration=calibration).predict(str(image_file))
+    panels = Explorer(model, coverage=0.8).predict(str(image_file))
     (shown,) = Elements(panels.prediction)["qpm-set"]
     item = model.predict_with_maps(str(image_file))[0]
-    expected = [model.label_names[c] for c in calibration.prediction_set(item.logits)]
-    assert json.loads(shown["data-classes"]) == expected
     probabilities = np.exp(item.logits - item.logits.max())
     probabilities /= probabilities.sum()
-    assert expected == [
+    threshold = record.targets[0].threshold
+    expected = [
         model.label_names[c]
         for c in np.argsort(-probabilities)
-        if 1 - probabilities[c] <= calibration.threshold
-    ]
+        if 1 - probabilities[c] <= threshold
+    ]  # the conformal set, possibly empty
+    assert json.loads(shown["data-classes"]) == expected
+    assert "20 calibration images" in panels.prediction
+    # by default the page shows the sets of the checkpoint's (here: in-memory) calibration
+    assert Explorer(model).predict(str(image_file)) == panels
+    assert "qpm-set" not in Explorer(model, coverage=None).predict(str(image_file)).prediction
 
     (folder / "Robin").mkdir()
     with pytest.raises(UsageError, match="Robin: the folder names no class of the model"):
-        calibrate(model, folder)
+        calibrate_model(model, folder)
     small = _labelled_folder(tmp_path / "small", model.label_names[:2], 1)
-    with pytest.raises(UsageError, match="2 images cannot calibrate a coverage of 0.99"):
-        calibrate(model, small, coverage=0.99)
+    with pytest.raises(
+        UsageError, match="2 calibration images cannot calibrate a coverage of 0.99"
+    ):
+        calibrate_model(model, small, coverages=[0.99])

@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "benchmark-concepts": "training.commands.benchmark_concepts",
     "evaluate": "training.commands.evaluate",
     "compare": "training.commands.compare",
+    "calibrate": "training.commands.calibrate",
     "publish": "training.commands.publish",
     "import-authors": "training.commands.import_authors",
     "data": "training.commands.data",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     Field,
     PrivateAttr,
     StrictBool,
@@ -242,8 +243,29 @@ class RuntimeSection(Section):
         return value
 
 
+def _coverages(values: tuple[float, ...]) -> tuple[float, ...]:
+    if not values:
+        raise ValueError("must list at least one coverage, e.g. [0.9, 0.95]")
+    bad = [v for v in values if not 0 < v < 1]
+    if bad:
+        raise ValueError(f"must hold coverages between 0 and 1 (exclusive), got {bad}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"repeats a coverage: {list(values)}")
+    return values
+
+
+class ConformalSection(Section):
+    """Prediction sets: the `calibrate` stage computes their thresholds on the held-out split
+    `data.calibration` asks for (docs/method.md §9); without that split it does not run."""
+
+    coverage: Annotated[tuple[StrictFloat, ...], AfterValidator(_coverages)] = (0.9, 0.95)
+    score: Literal["lac", "aps", "raps"] = "lac"
+    raps_lambda: NonNegativeFloat = 0.01  #: raps only: penalty per rank beyond raps_k_reg
+    raps_k_reg: NonNegativeInt = 5  #: raps only
+
+
 #: sections that may be left out (or written as null): all their fields have defaults
-_OPTIONAL_SECTIONS = ("dense", "assignment", "finetune", "runtime", "qsenn")
+_OPTIONAL_SECTIONS = ("dense", "assignment", "finetune", "runtime", "qsenn", "conformal")
 
 
 #: the key of a checkpoint's `training` record that holds the scale it was trained at (world
@@ -263,6 +285,7 @@ class FitConfig(Section):
     model_type: Literal[MODEL_TYPES] = "qpm"  # type: ignore[valid-type]
     seed: NonNegativeInt = 0
     qsenn: QSENNSection = QSENNSection()
+    conformal: ConformalSection = ConformalSection()
     publish: dict[str, Any] = Field(
         default_factory=dict
     )  #: model-card metadata: license, dataset, ...
@@ -328,14 +351,22 @@ class FitConfig(Section):
         }
         if self.model_type == "qsenn":
             out["qsenn"] = self.qsenn.model_dump()
+        if self.data.calibration is not None:  # the section is used only then
+            out["conformal"] = self.conformal.model_dump()
         if self.publish:
             out["publish"] = self.publish
         return json.loads(json.dumps(out))
 
     def fingerprint(self, *sections: str) -> str:
-        """A short hash of the named sections: what a cached stage's result depends on."""
+        """A short hash of the named sections: what a cached stage's result depends on.
+
+        `data.calibration` counts only for the stages that read `conformal` (the calibrate
+        stage), unless the calibration images are carved out of the training images: adding
+        a calibration split to a finished run then reruns nothing but the calibration."""
         full = self.to_dict()
         chosen = {name: full.get(name) for name in sections}
+        if "data" in chosen and "conformal" not in sections and not self.data.carves_calibration:
+            chosen["data"] = {k: v for k, v in chosen["data"].items() if k != "calibration"}
         text = json.dumps(chosen, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

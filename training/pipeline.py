@@ -7,6 +7,7 @@ DIR/assignment/      the solver's result
 DIR/finetune/        fine-tuning history (and its resume state while it runs)
 DIR/qsenn/           Q-SENN's rounds (instead of statistics, assignment and finetune)
 DIR/model/           the final checkpoint: QPM.from_pretrained(DIR/model)
+DIR/calibrate/       (with data.calibration) nothing: the thresholds go into DIR/model/config.json
 DIR/fit.log          the log; DIR/stages/*.json what finished, with which config
 
 This module only orders the stages (training/stages/), caches and resumes them
@@ -25,7 +26,7 @@ from .config import FitConfig
 from .errors import FitConfigError
 from .runtime import Distributed
 from .stage_cache import Stage, StageRunner, write_json
-from .stages import assignment, dense, evaluation, finetune, qsenn, statistics
+from .stages import assignment, calibration, dense, evaluation, finetune, qsenn, statistics
 from .stages.context import StageContext
 
 log = logging.getLogger("training")
@@ -49,7 +50,21 @@ class FitRun:
         )
 
     def stages(self) -> list[Stage]:
-        """The stages of this config's model type, in the order they run."""
+        """The stages of this config's model type, in the order they run; `calibrate` last,
+        when the data config holds out a calibration split."""
+        stages = self._training_stages()
+        if self.config.data.calibration is not None:
+            ctx = self.context
+            stages.append(
+                Stage(
+                    calibration.NAME,
+                    calibration.SECTIONS,
+                    lambda: calibration.calibrate_run(ctx).to_dict(),
+                )
+            )
+        return stages
+
+    def _training_stages(self) -> list[Stage]:
         ctx = self.context
         first = Stage(dense.NAME, dense.SECTIONS, lambda: dense.train_dense(ctx).to_dict())
         last = Stage(

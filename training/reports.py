@@ -25,7 +25,21 @@ def summary_rows(summaries: dict[str, dict]) -> list[tuple[str, str]]:
             f"{solve['wall_s']:.1f} s"
         )
         rows.append(("assignment", text))
+    for target in summaries.get("calibrate", {}).get("targets", []):
+        rows.append((f"{target['coverage']:.0%} prediction sets", set_text(target)))
     return rows
+
+
+def set_text(target: dict) -> str:
+    """A calibrated coverage target in words: what its sets did on the test split."""
+    if target.get("test_coverage") is None:
+        return f"threshold {target['threshold']:.4f} (not measured on test images)"
+    return (
+        f"cover {target['test_coverage']:.1%} of test images, "
+        f"{target['test_mean_size']:.2f} classes on average, "
+        f"{target.get('test_empty_share', 0.0):.1%} empty, "
+        f"worst class {target['test_worst_class']} {target['test_worst_class_coverage']:.1%}"
+    )
 
 
 def metric_labels(metrics: dict) -> dict[str, str]:

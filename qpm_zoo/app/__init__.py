@@ -1,7 +1,7 @@
 """The explanation explorer: a local web page (Gradio) to upload an image and see the prediction,
 its top-k and the k features with their heatmaps and exact contributions; every class's global
 explanation, two classes compared, the class × feature assignment, and with a calibration
-(`--calibration DIR`) each prediction's conformal prediction set.
+(`--calibration DIR`, or the checkpoint's own) each prediction's conformal prediction set.
 
     qpm app MODEL [--onnx] [--port P]          (pip install 'qpm-zoo[app]')
 
@@ -11,16 +11,15 @@ torch. The same page runs as a Hugging Face Space (`python -m training publish -
 
 from __future__ import annotations
 
-from .conformal import ConformalCalibration, calibrate
+from ..calibration import calibrate_model
 from .loading import load_model
 from .page import Explorer, PredictionPanels, build_page, serve
 
 __all__ = [
-    "ConformalCalibration",
     "Explorer",
     "PredictionPanels",
     "build_page",
-    "calibrate",
+    "calibrate_model",
     "load_model",
     "serve",
 ]

@@ -40,13 +40,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--calibration",
         metavar="DIR",
         help="labelled images (one subfolder per class, named by its label) to calibrate "
-        "conformal prediction sets on at start; each prediction then shows its set",
+        "conformal prediction sets on at start (default: the checkpoint's own calibration, "
+        "if it has one); each prediction then shows its set",
     )
     p.add_argument(
         "--coverage",
         type=float,
-        default=0.9,
-        help="with --calibration: the share of sets that hold the true class (default 0.9)",
+        help="the share of sets that hold the true class (default: 0.9 with --calibration, "
+        "else the checkpoint's first calibrated coverage)",
     )
 
 
@@ -60,16 +61,25 @@ def run(args: argparse.Namespace) -> int:
     require_gradio()  # before the model loads: a missing extra fails at once
     examples = find_images(args.examples) if args.examples else []
     model = load_model(args.model, onnx=args.onnx, revision=args.revision, device=args.device)
-    calibration = None
-    if args.calibration is not None:
-        from .conformal import calibrate
-
-        calibration = calibrate(model, args.calibration, args.coverage)
-        print(
-            f"calibrated {calibration.coverage:.0%} prediction sets on {calibration.images} "
-            f"images (threshold 1 - p <= {calibration.threshold:.4f})",
-            flush=True,
-        )
+    coverage = _coverage(model, args)
     print(f"serving {args.model} on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
-    serve(model, host=args.host, port=args.port, examples=examples, calibration=calibration)
+    serve(model, host=args.host, port=args.port, examples=examples, coverage=coverage)
     return 0
+
+
+def _coverage(model, args: argparse.Namespace) -> float | str:
+    """The coverage of the sets the page shows, calibrating first with --calibration."""
+    from .page import CALIBRATED
+
+    if args.calibration is None:
+        return CALIBRATED if args.coverage is None else args.coverage
+    from ..calibration import calibrate_model
+
+    coverage = 0.9 if args.coverage is None else args.coverage
+    record = calibrate_model(model, args.calibration, [coverage])
+    print(
+        f"calibrated {coverage:.0%} prediction sets on {record.images} images "
+        f"(threshold 1 - p <= {record.targets[0].threshold:.4f})",
+        flush=True,
+    )
+    return coverage

@@ -16,7 +16,6 @@ import numpy as np
 
 from ..errors import InputError, MissingDependencyError
 from ..explain import InterpretableModel
-from .conformal import ConformalCalibration
 from .uploads import MAX_UPLOAD_BYTES, check_upload
 from .views import (
     CSS,
@@ -30,6 +29,21 @@ from .views import (
 
 #: Classes listed with a prediction.
 DEFAULT_TOP_K = 5
+
+#: `coverage=CALIBRATED`: the sets of the checkpoint's first calibrated coverage, or none when
+#: it is not calibrated (what `qpm app` and a published Space show by default).
+CALIBRATED = "calibrated"
+
+
+def resolve_coverage(model: InterpretableModel, coverage: float | str | None) -> float | None:
+    """The coverage the page's sets have (None: no sets); an uncalibrated one fails here, with
+    the command that calibrates it, not at the first upload."""
+    if coverage == CALIBRATED:
+        calibration = model.config.calibration
+        return None if calibration is None else calibration.coverages[0]
+    if coverage is not None:
+        model.config.coverage_target(coverage)
+    return coverage
 
 
 def require_gradio() -> Any:
@@ -66,11 +80,11 @@ class Explorer:
         self,
         model: InterpretableModel,
         top_k: int = DEFAULT_TOP_K,
-        calibration: ConformalCalibration | None = None,
+        coverage: float | str | None = CALIBRATED,
     ):
         self.model = model
         self.top_k = top_k
-        self.calibration = calibration
+        self.coverage = resolve_coverage(model, coverage)  #: the sets' (None: no sets)
 
     def predict(self, path: str | None) -> PredictionPanels:
         if not path:
@@ -78,18 +92,13 @@ class Explorer:
         shown = os.path.basename(path)
         try:
             check_upload(path, shown)
-            item = self.model.predict_with_maps(path, top_k=self.top_k)[0]
+            item = self.model.predict_with_maps(path, top_k=self.top_k, coverage=self.coverage)[0]
         except InputError as e:  # named as the user knows the file, not by the server's path
             return PredictionPanels(error_html(str(e).replace(path, shown)))
         labels = [s.label for s in item.prediction.top_k]
         runner_up = labels[1] if len(labels) > 1 else labels[0]
         return PredictionPanels(
-            prediction=prediction_html(
-                item,
-                shown,
-                self._prediction_set(item.logits),
-                self.calibration,
-            ),
+            prediction=prediction_html(item, shown, self._calibrated_images()),
             class_name=item.prediction.label,
             class_view=self.explain(item.prediction.label),
             compare_a=item.prediction.label,
@@ -98,10 +107,9 @@ class Explorer:
             top_classes=tuple(labels),
         )
 
-    def _prediction_set(self, logits: np.ndarray) -> tuple[str, ...] | None:
-        if self.calibration is None:
-            return None
-        return tuple(self.model.label_names[c] for c in self.calibration.prediction_set(logits))
+    def _calibrated_images(self) -> int | None:
+        calibration = self.model.config.calibration
+        return None if calibration is None else calibration.images
 
     def explain(self, class_name: str | None) -> str:
         if not class_name:
@@ -126,12 +134,13 @@ def build_page(
     examples: Sequence[str | os.PathLike] = (),
     title: str | None = None,
     top_k: int = DEFAULT_TOP_K,
-    calibration: ConformalCalibration | None = None,
+    coverage: float | str | None = CALIBRATED,
 ) -> Any:
     """The explorer as a `gradio.Blocks` (not launched; `serve` launches it); with a
-    `calibration`, each prediction shows its conformal prediction set."""
+    `coverage` (by default the checkpoint's first calibrated one), each prediction shows its
+    conformal prediction set."""
     gr = require_gradio()
-    explorer = Explorer(model, top_k, calibration)
+    explorer = Explorer(model, top_k, coverage)
     labels = list(model.label_names)
     title = title or f"qpm-zoo explorer: {model.config.model_type.upper()}"
     with gr.Blocks(title=title, analytics_enabled=False) as page:
@@ -213,13 +222,13 @@ def serve(
     port: int | None = None,
     examples: Sequence[str | os.PathLike] = (),
     title: str | None = None,
-    calibration: ConformalCalibration | None = None,
+    coverage: float | str | None = CALIBRATED,
     block: bool = True,
 ) -> Any:
     """Build the page and serve it on `host:port` (None: Gradio's GRADIO_SERVER_NAME/PORT, as a
     Hugging Face Space sets them). With `block=False` it returns the running page; its
     `local_url` is the address and `close()` stops it."""
-    page = build_page(model, examples=examples, title=title, calibration=calibration)
+    page = build_page(model, examples=examples, title=title, coverage=coverage)
     _warm_up(model)
     folders = sorted({os.path.dirname(os.path.abspath(p)) for p in examples})
     page.launch(

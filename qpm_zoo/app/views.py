@@ -9,11 +9,16 @@ browser test compares with `model.predict`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from html import escape
 
-from ..explain import ClassComparison, ClassExplanation, ExplainedImage, InterpretableModel
-from .conformal import ConformalCalibration
+from ..explain import (
+    ClassComparison,
+    ClassExplanation,
+    ExplainedImage,
+    InterpretableModel,
+    PredictionSet,
+)
 from .heat import model_input, overlay, png_data_uri
 
 #: The page's own styles (passed to Gradio's launch).
@@ -68,28 +73,48 @@ def model_summary_html(model: InterpretableModel) -> str:
     )
 
 
-def prediction_set_html(labels: Sequence[str], calibration: ConformalCalibration) -> str:
+def prediction_set_html(s: PredictionSet, images: int | None = None) -> str:
     """The conformal prediction set: the classes that, together, hold the true one with the
-    calibrated probability."""
-    names = ", ".join(escape(n) for n in labels) or "(empty: no class is plausible enough)"
-    return (
-        f'<p class="qpm-set" data-classes="{escape(json.dumps(list(labels)))}" '
-        f'data-coverage="{calibration.coverage!r}"><b>{calibration.coverage:.0%} prediction set'
-        f"</b> (conformal, {calibration.images} calibration images): {names}</p>"
-    )
+    calibrated probability, with the features they share and those that set each apart."""
+    members = s.explanation.members
+    names = ", ".join(escape(m.label) for m in members)
+    source = f", {images} calibration images" if images else ""
+    fallback = " (empty at this coverage; the top class put in)" if s.filled else ""
+    if s.empty:
+        names = (
+            "<i>empty</i>: no class is within the threshold, so at this coverage no class "
+            "needs to be listed (the image is among those the target lets go)"
+        )
+    parts = [
+        (
+            f'<div class="qpm-set" data-classes="{escape(json.dumps(list(s.labels)))}" '
+            f'data-coverage="{s.coverage!r}" data-threshold="{s.threshold!r}">'
+            f"<p><b>{s.coverage:.0%} prediction set</b> (conformal, {escape(s.score)}{source}): "
+            f"{names}{fallback}</p>"
+        )
+    ]
+    if len(members) > 1:
+        shared = ", ".join(escape(f.name) for f in s.explanation.shared) or "none"
+        parts.append(f'<p class="qpm-set-shared">shared by all: {shared}</p><ul>')
+        for m in members:
+            own = ", ".join(escape(f.name) for f in m.distinguishing) or "none"
+            parts.append(f"<li><b>{escape(m.label)}</b> apart from the others: {own}</li>")
+        parts.append("</ul>")
+    return "".join(parts) + "</div>"
 
 
 def prediction_html(
     item: ExplainedImage,
     shown_name: str,
-    prediction_set: Sequence[str] | None = None,
-    calibration: ConformalCalibration | None = None,
+    calibration_images: int | None = None,
 ) -> str:
-    """The predicted class, its top-k (and with a calibration its prediction set), and one
+    """The predicted class, its top-k (and with a coverage its prediction set), and one
     heatmap panel per feature of the class."""
     pred = item.prediction
     calibrated = (
-        "" if calibration is None else prediction_set_html(prediction_set or (), calibration)
+        ""
+        if pred.prediction_set is None
+        else prediction_set_html(pred.prediction_set, calibration_images)
     )
     expl = pred.explanation
     rows = "".join(

@@ -1,5 +1,5 @@
 """Figures of explanations: a prediction's features where they fire, two classes side by side,
-and the whole class-feature assignment.
+a prediction set's shared and distinguishing features, and the whole class-feature assignment.
 
 Torch-free (numpy, Pillow, matplotlib; scipy for the assignment's clustering), so they work
 from an ONNX checkpoint too. Matplotlib is imported only when a figure is made: install it
@@ -17,6 +17,7 @@ from .examples import find_images, pick_class_examples
 from .explanation import explanation_figure
 from .gallery import most_similar_pair, write_figures
 from .heatmap import feature_heatmap
+from .prediction_set import prediction_set_figure
 from .render import check_figure_path, save_figure
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "find_images",
     "most_similar_pair",
     "pick_class_examples",
+    "prediction_set_figure",
     "save_figure",
     "write_figures",
 ]

@@ -1,8 +1,9 @@
 """The main job: train a QPM on the known-concept data end to end and show what it learned.
 
 Runs `fit` on configs/demo.yaml (cached in the run folder like any fit), then prints dense vs
-QPM accuracy, how well the features and the assignment recover the true concepts, and a few
-test images' predictions with their exact explanations; the images are kept in
+QPM accuracy, how well the features and the assignment recover the true concepts, the
+calibrated prediction sets' coverage, and a few test images' predictions with their exact
+explanations (and prediction sets); the images are kept in
 RUN/examples/ and the figures in RUN/figures/ so the `qpm` commands can be tried on them.
 """
 
@@ -83,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     examples = save_examples(run_folder.context.data.splits, args.out / "examples")
     shown = examples[: args.examples]
     print(f"\n== {len(shown)} test images, each prediction with its exact explanation " + "=" * 10)
-    for prediction in model.predict(shown):
+    calibrated = model.config.calibration
+    coverage = calibrated.coverages[0] if calibrated is not None else None
+    for prediction in model.predict(shown, coverage=coverage):
         print(format_prediction(prediction) + "\n")
 
     a, b = most_similar_pair(model)
@@ -102,5 +105,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"  .venv/bin/qpm explain {model_dir} {example} --out explanation.png")
     print(f"  .venv/bin/qpm explain {model_dir} '{model.label_names[a]}'")
     print(f"  .venv/bin/qpm compare {model_dir} '{model.label_names[a]}' '{model.label_names[b]}'")
+    if coverage is not None:
+        print(f"  .venv/bin/qpm predict {model_dir} {example} --coverage {coverage:g}")
+        print(
+            f"  .venv/bin/qpm explain {model_dir} {example} --coverage {coverage:g} "
+            "--out prediction_set.png"
+        )
     print(f"  .venv/bin/python -m training evaluate {model_dir}")
     return 0

@@ -142,12 +142,13 @@ def stratified_indices(
 
 @dataclass(frozen=True)
 class DataSplits:
-    """The two splits of one dataset and what the metrics need to know about it.
+    """The splits of one dataset and what the metrics need to know about it.
 
     `train` and `test` return `(PIL RGB image, int label)` until the pipeline sets their
-    `transform`. `ground_truth` is set for the known-concept dataset (aligned with `train` and
-    `test` index by index), `class_attributes` ([C, A] floats) for CUB when its attribute files
-    are present.
+    `transform`. `calibration` is the held-out split prediction sets are calibrated on (when
+    `data.calibration` asks for one; `calibration_source` says where it comes from).
+    `ground_truth` is set for the known-concept dataset (aligned with `train` and `test` index
+    by index), `class_attributes` ([C, A] floats) for CUB when its attribute files are present.
     """
 
     name: str
@@ -159,6 +160,8 @@ class DataSplits:
     )
     class_attributes: np.ndarray | None = None
     attribute_names: list[str] | None = None
+    calibration: ImageDataset | None = None
+    calibration_source: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -173,6 +176,8 @@ class DataSplits:
             "test_images": len(self.test),
             "train_per_class": [int(v) for v in self.train.class_counts()],
             "test_per_class": [int(v) for v in self.test.class_counts()],
+            "calibration_images": None if self.calibration is None else len(self.calibration),
+            "calibration_source": self.calibration_source,
             "has_ground_truth": self.ground_truth is not None,
             "class_attributes": None
             if self.class_attributes is None

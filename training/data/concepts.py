@@ -41,8 +41,8 @@ from .concept_drawing import (
 )
 from .config import ConceptsConfig, DataConfig
 
-SPLITS = ("train", "test")
-_SPLIT_STREAM = {"train": 1, "test": 2}
+SPLITS = ("train", "test", "calibration")
+_SPLIT_STREAM = {"train": 1, "test": 2, "calibration": 3}  #: each split its own images
 _CLASS_STREAM = 0
 
 
@@ -506,8 +506,14 @@ def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, flo
 class ConceptDataset(ImageDataset):
     """One split of the known-concept data, generated on the fly; `truth(i)` is image i's ground truth."""
 
-    def __init__(self, generator: ConceptGenerator, split: str, transform: Any = None):
-        indices = list(range(generator.split_size(split)))
+    def __init__(
+        self,
+        generator: ConceptGenerator,
+        split: str,
+        transform: Any = None,
+        size: int | None = None,
+    ):
+        indices = list(range(generator.split_size(split) if size is None else size))
         super().__init__(
             indices, [generator.label(i) for i in indices], generator.class_names, split, transform
         )
@@ -543,6 +549,9 @@ def open_splits(cfg: DataConfig) -> DataSplits:
     attributes = np.zeros((len(generator.class_names), len(generator.concept_names)))
     for c, concepts in enumerate(generator.class_concepts):
         attributes[c, sorted(concepts)] = 1.0
+    calibration = None
+    if cfg.calibration is not None:  # generated like the others, from its own random stream
+        calibration = ConceptDataset(generator, "calibration", size=cfg.calibration)
     return DataSplits(
         "concepts",
         train,
@@ -550,4 +559,6 @@ def open_splits(cfg: DataConfig) -> DataSplits:
         generator.class_names,
         class_attributes=attributes,
         attribute_names=list(generator.concept_names),
+        calibration=calibration,
+        calibration_source=None if calibration is None else "generated (a split of its own)",
     )

@@ -150,6 +150,11 @@ class DataConfig(Section):
     concepts: ConceptsConfig = ConceptsConfig()
     train_subset: PositiveInt | None = None
     test_subset: PositiveInt | None = None
+    #: labelled images held out from training to calibrate prediction sets (docs/method.md §9):
+    #: a generated split of their own for 'concepts'; else training images that train_subset
+    #: leaves out, or, without train_subset, a class-stratified share carved from the training
+    #: images before training (which then trains on the rest)
+    calibration: PositiveInt | None = None
     seed: NonNegativeInt = 0
 
     @field_validator("root", mode="before")
@@ -184,6 +189,12 @@ class DataConfig(Section):
         return self
 
     @property
+    def carves_calibration(self) -> bool:
+        """Whether the calibration split takes images the model would otherwise train on (no
+        split of its own, no train_subset leaving images out)."""
+        return self.calibration is not None and self.name != "concepts" and not self.train_subset
+
+    @property
     def dataset_root(self) -> Path:
         """The folder to read: `root`, or the dataset's default location."""
         if self.root is not None:
@@ -202,7 +213,10 @@ class DataConfig(Section):
             out["crop_to_bbox"] = self.crop_to_bbox
         if self.name == "concepts":
             out["concepts"] = self.concepts.to_dict()
-        out.update(train_subset=self.train_subset, test_subset=self.test_subset, seed=self.seed)
+        out.update(train_subset=self.train_subset, test_subset=self.test_subset)
+        if self.calibration is not None:  # absent when unset: older recipes keep their keys
+            out["calibration"] = self.calibration
+        out["seed"] = self.seed
         return out
 
     @classmethod
