@@ -87,10 +87,13 @@ def solve(ctx: StageContext) -> AssignmentSummary:
 
 
 def live_features(std: np.ndarray) -> np.ndarray:
-    """Indices of the features whose training-set standard deviation is positive. A feature that
-    never varies (a dead channel) explains nothing, and a checkpoint whose head divides by its
-    σ = 0 is refused on load, so the assignment never selects one."""
-    return np.flatnonzero(np.asarray(std) > 0)
+    """Indices of the features whose training-set standard deviation is above the head's floor
+    (qpm_zoo.head.STD_FLOOR). A feature that never varies (a dead channel) explains nothing, a
+    checkpoint whose head divides by σ = 0 is refused on load, and one below the floor would be
+    divided by the floor instead of its σ; so the assignment never selects one."""
+    from qpm_zoo.head import STD_FLOOR
+
+    return np.flatnonzero(np.asarray(std) > STD_FLOOR)
 
 
 def _solve_and_save(ctx: StageContext) -> SolvedAssignment:
