@@ -143,8 +143,10 @@ def test_two_processes_through_every_stage_equal_one(tmp_path):
     one = _fit(1, config, tmp_path / "one", "--dense-from", str(tmp_path / "two"), torchrun=False)
     a = np.load(tmp_path / "one" / "statistics" / "stats.npz")
     b = np.load(tmp_path / "two" / "statistics" / "stats.npz")
+    # the same sums in another order (two shares reduced, then normalised to max |A| = 1): an
+    # entry near 0, a difference of large sums, moves by ~1e-8 absolute (seen: 7.6e-9 on -0.006)
     for key in ("A", "R", "b", "mean", "std"):
-        np.testing.assert_allclose(b[key], a[key], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-6, atol=1e-7)
     assert int(b["num_samples"]) == 400
     solved = [
         json.loads((tmp_path / r / "assignment" / "result.json").read_text())
@@ -154,9 +156,11 @@ def test_two_processes_through_every_stage_equal_one(tmp_path):
         solved[0]["selected"] == solved[1]["selected"]
         and solved[0]["weight"] == solved[1]["weight"]
     )
-    # the fine-tuning's test accuracy (sharded, summed) is the whole test set's
+    # the fine-tuning's test accuracy (sharded, summed) is the whole test set's. The evaluation
+    # runs on rank 0 alone in other batches, so an image whose two top logits nearly tie may
+    # flip (seen once: 66 vs 67 of 150): one image of tolerance.
     assert two["stages"]["finetune"]["test_accuracy"] == pytest.approx(
-        two["stages"]["evaluate"]["accuracy"], abs=1e-6
+        two["stages"]["evaluate"]["accuracy"], abs=1 / 150 + 1e-6
     )
     # the checkpoint records the scale it was trained at
     training = json.loads((tmp_path / "two" / "model" / "config.json").read_text())["training"]
