@@ -110,6 +110,23 @@ def test_fingerprint_changes_only_with_its_sections(tmp_path):
     )  # runtime is never a stage's section
 
 
+def test_fingerprint_ignores_fields_at_their_default(tmp_path):
+    """A field a release adds with a default is, for older configs, a field left at it: their
+    finished stages must stay valid (spelling a default out is the same config)."""
+    path = _write(tmp_path, BASE)
+    plain = FitConfig.load(path)
+    spelled = FitConfig.load(
+        path,
+        {"assignment.redundancy_weight": 1.0, "model.freeze_backbone": False, "dense.gamma": 0.4},
+    )
+    for section in ("data", "model", "dense", "assignment"):
+        assert plain.fingerprint(section) == spelled.fingerprint(section)
+    changed = FitConfig.load(path, {"assignment.redundancy_weight": 2.0})
+    assert plain.fingerprint("assignment") != changed.fingerprint("assignment")
+    adapter = FitConfig.load(path, {"model.adapter": {"kind": "conv1x1", "features": 8}})
+    assert plain.fingerprint("model") != adapter.fingerprint("model")
+
+
 def test_extends_merges_section_by_section(tmp_path):
     base = _write(tmp_path, {**BASE, "dense": {"epochs": 3, "lr": 0.1}, "seed": 1})
     child = tmp_path / "child.yaml"

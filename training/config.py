@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BaseModel,
     Field,
     PrivateAttr,
     StrictBool,
@@ -360,15 +361,38 @@ class FitConfig(Section):
     def fingerprint(self, *sections: str) -> str:
         """A short hash of the named sections: what a cached stage's result depends on.
 
+        Only fields that differ from their defaults count, so a release that adds a field
+        with a default (the behaviour it had before) leaves every finished stage valid; the
+        flip side: a changed default reruns nothing, as any other code change.
         `data.calibration` counts only for the stages that read `conformal` (the calibrate
         stage), unless the calibration images are carved out of the training images: adding
         a calibration split to a finished run then reruns nothing but the calibration."""
-        full = self.to_dict()
+        full = _without_defaults(self, self.to_dict())
         chosen = {name: full.get(name) for name in sections}
         if "data" in chosen and "conformal" not in sections and not self.data.carves_calibration:
             chosen["data"] = {k: v for k, v in chosen["data"].items() if k != "calibration"}
         text = json.dumps(chosen, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _without_defaults(section: BaseModel, dumped: dict) -> dict:
+    """`dumped` (a section's JSON form) less the fields whose value is their default, section
+    by section; keys that are no field of the section (computed ones) are kept."""
+    out = {}
+    fields = type(section).model_fields
+    for key, value in dumped.items():
+        field = fields.get(key)
+        if field is None:
+            out[key] = value
+            continue
+        current = getattr(section, key)
+        if isinstance(current, BaseModel) and isinstance(value, dict):
+            inner = _without_defaults(current, value)
+            if inner or field.get_default(call_default_factory=True) is None:
+                out[key] = inner  # a section present where its default is none counts, even empty
+        elif current != field.get_default(call_default_factory=True):
+            out[key] = value
+    return out
 
 
 def load_fit_config(path: Path, overrides: list[str]) -> FitConfig:
