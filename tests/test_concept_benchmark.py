@@ -138,6 +138,32 @@ def test_seed_config_changes_only_the_seed_and_needs_known_concepts():
         seed_config(config, -1)
 
 
+def test_sweep_never_selects_a_dead_feature():
+    """The sweep solves as the assignment stage does: a channel with σ = 0 (here channel 0, the
+    best one by A) is never selected, and the selection is reported in dense indices."""
+    from training.duplicate_concepts import sweep_redundancy_weight
+
+    A, R, b = _instance()
+    std = np.ones(6)
+    std[0] = 0.0
+    truth = np.zeros((3, 4), dtype=bool)
+    truth[0, [0, 1]] = truth[1, [0, 2]] = truth[2, [1, 3]] = True
+    (point,) = sweep_redundancy_weight(
+        A,
+        R,
+        b,
+        std,
+        4,
+        2,
+        weights=[1.0],
+        dense_auc=np.full((6, 4), 0.5),
+        class_concepts=truth,
+        time_limit=10,
+    )
+    assert 0 not in point.selected and len(set(point.selected)) == 4
+    assert set(point.selected) <= set(range(1, 6))
+
+
 def test_sweep_scores_each_weight_through_the_dense_matching():
     from training.commands.benchmark_concepts import sweep_text
     from training.duplicate_concepts import sweep_redundancy_weight
@@ -152,6 +178,7 @@ def test_sweep_scores_each_weight_through_the_dense_matching():
         A,
         R,
         b,
+        np.ones(6),
         4,
         2,
         weights=[0.0, 1.0, 1000.0],

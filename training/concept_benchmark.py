@@ -181,6 +181,7 @@ def sweep_seed(fit_run, weights: list[float]) -> list[SweepPoint]:
         stats.A,
         stats.R,
         stats.b,
+        stats.std,
         a.n,
         a.k,
         weights=weights,

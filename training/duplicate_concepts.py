@@ -290,6 +290,7 @@ def sweep_redundancy_weight(
     A: np.ndarray,
     R: np.ndarray,
     b: np.ndarray,
+    std: np.ndarray,
     n: int,
     k: int,
     *,
@@ -299,21 +300,27 @@ def sweep_redundancy_weight(
     time_limit: float,
     seed: int = 0,
 ) -> list[SweepPoint]:
-    """Solve the assignment once per weight w_R and score it against the true concepts through
-    the dense channels' own matching (fine-tuning moves features, so the fitted run's numbers
-    differ; this ranks weights in seconds instead of a fine-tuning per weight)."""
+    """Solve the assignment once per weight w_R, as the assignment stage does (live features
+    only), and score it against the true concepts through the dense channels' own matching
+    (fine-tuning moves features, so the fitted run's numbers differ; this ranks weights in
+    seconds instead of a fine-tuning per weight)."""
     from .metrics import edge_scores
-    from .solver import solve_assignment
+    from .stages.assignment import solve_on_live_features
 
     column = np.where(np.isfinite(dense_auc), dense_auc, -1.0)
     points = []
     for w in weights:
-        result = solve_assignment(
-            A, R, b, n, k, time_limit=time_limit, mip_gap=0.0, seed=seed, redundancy_weight=w
+        result, live = solve_on_live_features(
+            A, R, b, std, n, k, time_limit=time_limit, mip_gap=0.0, seed=seed, redundancy_weight=w
         )
-        concept = np.argmax(column[result.selected], axis=1)
+        selected = live[np.asarray(result.selected)]
+        concept = np.argmax(column[selected], axis=1)
         scores = edge_scores(result.weight, concept, class_concepts)
-        z_r = result.objective_terms.z_r / w if w > 0 else _unweighted_z_r(A, R, b, n, k, result)
+        z_r = (
+            result.objective_terms.z_r / w
+            if w > 0
+            else _unweighted_z_r(A[live], R[np.ix_(live, live)], b[live], n, k, result)
+        )
         points.append(
             SweepPoint(
                 redundancy_weight=float(w),
@@ -324,7 +331,7 @@ def sweep_redundancy_weight(
                 missing_concepts=len(missing_concepts(concept, class_concepts)),
                 z_a=result.objective_terms.z_a,
                 z_r=z_r,
-                selected=tuple(int(f) for f in result.selected),
+                selected=tuple(int(f) for f in selected),
             )
         )
     return points

@@ -96,22 +96,32 @@ def live_features(std: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.asarray(std) > STD_FLOOR)
 
 
-def _solve_and_save(ctx: StageContext) -> SolvedAssignment:
+def solve_on_live_features(
+    A: np.ndarray, R: np.ndarray, b: np.ndarray, std: np.ndarray, n: int, k: int, **solver_options
+):
+    """`solve_assignment` on the live features only (`live_features`); returns its result, whose
+    indices count live features, and the live features' dense indices to map them back."""
     from ..solver import solve_assignment
 
-    stats = load_statistics(ctx)
-    a = ctx.config.assignment
-    live = live_features(stats.std)
-    if len(live) < a.n:
+    live = live_features(std)
+    if len(live) < n:
         raise FitConfigError(
-            f"assignment.n = {a.n}, but only {len(live)} of the dense model's "
-            f"{len(stats.std)} features vary on the training set (the others are dead); "
+            f"assignment.n = {n}, but only {len(live)} of the dense model's "
+            f"{len(std)} features vary on the training set (the others are dead); "
             "lower assignment.n or train the dense model longer"
         )
-    result = solve_assignment(
-        stats.A[live],
-        stats.R[np.ix_(live, live)],
-        stats.b[live],
+    result = solve_assignment(A[live], R[np.ix_(live, live)], b[live], n, k, **solver_options)
+    return result, live
+
+
+def _solve_and_save(ctx: StageContext) -> SolvedAssignment:
+    stats = load_statistics(ctx)
+    a = ctx.config.assignment
+    result, live = solve_on_live_features(
+        stats.A,
+        stats.R,
+        stats.b,
+        stats.std,
         a.n,
         a.k,
         time_limit=a.time_limit,
