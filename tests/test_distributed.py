@@ -55,7 +55,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         acc.update(features[rows] + rank, labels[rows], maps[rows])  # + rank: other shifts
         acc.update(features[rows] - rank, labels[rows], maps[rows])
     stats = acc.reduced(dist).finalize()
-    result["stats"] = {k: getattr(stats, k).tolist() for k in ("A", "R", "b", "mean", "std")}
+    result["stats"] = {
+        k: getattr(stats, k).tolist() for k in ("A", "R", "R_within", "b", "mean", "std")
+    }
     result["n"] = stats.num_samples
     # an error on rank 0 reaches every rank as the same exception, not a hang
     try:

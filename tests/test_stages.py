@@ -154,10 +154,14 @@ def _statistics_with_dead_features(tmp_path, dead: list[int], features: int = 12
     )
 
 
-def _assignment_context(tmp_path, n: int, k: int = 2):
+def _assignment_context(
+    tmp_path, n: int, k: int = 2, redundancy: str = "class_similarity", weight: float = 1.0
+):
     from types import SimpleNamespace
 
-    section = SimpleNamespace(n=n, k=k, time_limit=10.0, mip_gap=0.0, redundancy_weight=1.0)
+    section = SimpleNamespace(
+        n=n, k=k, time_limit=10.0, mip_gap=0.0, redundancy_weight=weight, redundancy=redundancy
+    )
     return SimpleNamespace(
         config=SimpleNamespace(assignment=section, seed=0),
         work_dir=lambda stage: tmp_path / stage,
@@ -174,6 +178,43 @@ def test_the_assignment_never_selects_a_dead_feature(tmp_path):
     assert len(solved.selected) == 5 and not set(solved.selected.tolist()) & set(dead)
     assert solved.solver["dead_features"] == 3 and all(solved.checks.values())
     assert load_assignment(ctx).selected.tolist() == solved.selected.tolist()  # dense indices
+
+
+def test_the_assignment_reads_the_redundancy_it_is_told(tmp_path):
+    """Features 1 and 2 fit every class best; only the within-class matrix calls them
+    redundant, so only with `assignment.redundancy: within_class` are they not both chosen."""
+    import numpy as np
+
+    from training.stages.assignment import _solve_and_save
+    from training.statistics import AssignmentStatistics
+
+    rng = np.random.default_rng(1)
+    A = rng.random((12, 4)) * 0.3
+    A[[1, 2]] = 1.0
+    within = np.zeros((12, 12))
+    within[1, 2] = 1.0
+    folder = tmp_path / "statistics"
+    folder.mkdir()
+    stats = AssignmentStatistics(
+        A=A, R=np.zeros((12, 12)), b=np.zeros(12), mean=np.zeros(12), std=np.ones(12),
+        num_samples=100, R_within=within,
+    )  # fmt: skip
+    stats.save(folder / "stats.npz")
+    paper = _solve_and_save(_assignment_context(tmp_path, n=5, weight=1000.0))
+    assert {1, 2} <= set(paper.selected.tolist())
+    ours = _solve_and_save(
+        _assignment_context(tmp_path, 5, redundancy="within_class", weight=1000.0)
+    )
+    assert len({1, 2} & set(ours.selected.tolist())) == 1 and all(ours.checks.values())
+
+
+def test_within_class_redundancy_from_older_statistics_is_one_line(tmp_path):
+    from training.errors import FitConfigError
+    from training.stages.assignment import _solve_and_save
+
+    _statistics_with_dead_features(tmp_path, dead=[])  # written without R_within
+    with pytest.raises(FitConfigError, match=r"assignment.redundancy = within_class: .* delete"):
+        _solve_and_save(_assignment_context(tmp_path, n=5, redundancy="within_class"))
 
 
 def test_too_few_live_features_for_n_is_one_line(tmp_path):

@@ -13,6 +13,7 @@ from training.statistics import (
     locality_bias,
     redundancy,
     robust_rescale,
+    within_class_redundancy,
 )
 
 
@@ -69,6 +70,56 @@ def test_redundancy_is_cosine_upper_triangle_without_negatives():
         dtype=float,
     )
     np.testing.assert_allclose(R, expected, atol=1e-12)
+
+
+def test_within_class_redundancy_streams_to_the_correlation_of_class_residuals():
+    rng = np.random.default_rng(3)
+    N, F, C = 60, 5, 3
+    labels = rng.integers(0, C, N)
+    labels[:C] = np.arange(C)
+    features = rng.random((N, F)) * 3 + 50.0  # an offset: the shifted sums must cancel it
+    features[:, 1] = features[:, 0] * 2 + 0.1 * rng.random(N)  # a near-copy of feature 0
+    features[:, 4] = labels * 1.5  # constant within each class: correlates with nothing
+    maps = rng.random((N, F, 2, 2))
+    stats = _accumulate(features, labels, maps, C, batch=7)
+    means = np.stack([features[labels == c].mean(axis=0) for c in range(C)])
+    residual = features - means[labels]
+    corr = np.corrcoef(residual[:, :4], rowvar=False)
+    expected = np.zeros((F, F))
+    expected[:4, :4] = np.triu(np.clip(corr, 0, None), 1)  # max |corr| is the diagonal's 1
+    np.testing.assert_allclose(stats.R_within, expected, atol=1e-9)
+    assert stats.R_within[0, 1] > 0.95 and np.all(stats.R_within[:, 4] == 0)
+    assert np.all(np.tril(stats.R_within) == 0)
+    assert stats.redundancy("within_class") is stats.R_within
+    assert stats.redundancy("class_similarity") is stats.R
+
+
+def test_within_class_tells_a_duplicate_from_a_concept_of_the_same_classes():
+    """Two concepts in exactly the same classes give their detectors the same row of A (R = 1),
+    but only two detectors of one concept vary together inside a class."""
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(4), 50)
+    in_classes = np.isin(labels, [0, 1]).astype(float)
+    size_a, size_b = rng.random(200), rng.random(200)  # each concept's own variation
+    duplicate = in_classes * size_a
+    features = np.stack(
+        [duplicate, duplicate * 0.8 + 0.01 * rng.random(200), in_classes * size_b], axis=1
+    )
+    maps = np.broadcast_to(features[:, :, None, None], (200, 3, 2, 2)).copy()
+    stats = _accumulate(features, labels, maps, 4, batch=16)
+    assert stats.R[0, 1] == pytest.approx(stats.R[0, 2], abs=0.05)  # alike by class
+    assert stats.R_within[0, 1] > 0.95
+    assert stats.R_within[0, 2] < 0.3
+
+
+def test_within_class_redundancy_of_hand_made_sums():
+    # two classes of two images; within class 0 the features move together, in class 1 apart
+    x = np.array([[0.0, 0.0], [2.0, 2.0], [5.0, 7.0], [7.0, 5.0]])
+    labels = np.array([0, 0, 1, 1])
+    class_sums = np.stack([x[labels == c].sum(axis=0) for c in range(2)])
+    R = within_class_redundancy(x.T @ x, class_sums, np.array([2.0, 2.0]))
+    # residuals (−1, −1), (1, 1), (−1, 1), (1, −1): correlation 0, so nothing is redundant
+    np.testing.assert_allclose(R, 0.0, atol=1e-12)
 
 
 def test_robust_rescale_clips_outliers_to_the_main_cluster():
@@ -130,7 +181,7 @@ def test_torch_inputs_and_save_load(tmp_path):
     stats = acc.finalize()
     stats.save(tmp_path / "stats.npz")
     again = AssignmentStatistics.load(tmp_path / "stats.npz")
-    for field in ("A", "R", "b", "mean", "std"):
+    for field in ("A", "R", "R_within", "b", "mean", "std"):
         np.testing.assert_array_equal(getattr(stats, field), getattr(again, field))
     assert again.num_samples == 8
     assert rng is not None

@@ -172,6 +172,7 @@ def run_seed(
 
 def sweep_seed(fit_run, weights: list[float]) -> list[SweepPoint]:
     """`sweep_redundancy_weight` on a finished run's statistics and dense AUCs."""
+    from .stages.assignment import redundancy_matrix
     from .stages.statistics import load_statistics
 
     ctx = fit_run.context
@@ -179,7 +180,7 @@ def sweep_seed(fit_run, weights: list[float]) -> list[SweepPoint]:
     a = ctx.config.assignment
     return sweep_redundancy_weight(
         stats.A,
-        stats.R,
+        redundancy_matrix(ctx, stats),
         stats.b,
         stats.std,
         a.n,
@@ -194,6 +195,7 @@ def sweep_seed(fit_run, weights: list[float]) -> list[SweepPoint]:
 
 def read_seed(fit_run) -> SeedResult:
     """A finished run's metrics and duplicate report (the dense AUCs computed once, cached)."""
+    from .stages.assignment import redundancy_matrix
     from .stages.statistics import load_statistics
 
     ctx = fit_run.context
@@ -211,7 +213,7 @@ def read_seed(fit_run) -> SeedResult:
     )
     report = explain_duplicates(
         A=stats.A,
-        R=stats.R,
+        R=redundancy_matrix(ctx, stats),
         b=stats.b,
         assignment=assignment,
         feature_concept=feature_concept,

@@ -195,6 +195,9 @@ class AssignmentSection(Section):
     #: w_R, the weight of the redundancy term Z_R (docs/method.md §3); 1 is the paper's
     #: formulation, larger values matter when 1000/(k·C) dwarfs R̃ (few classes)
     redundancy_weight: NonNegativeFloat = 1.0
+    #: what R compares (docs/method.md §3): "class_similarity" (the paper: the classes two
+    #: features prefer) or "within_class" (ours: how two features vary together inside a class)
+    redundancy: Literal["class_similarity", "within_class"] = "class_similarity"
 
     @model_validator(mode="after")
     def _k_within_n(self) -> AssignmentSection:

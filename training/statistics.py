@@ -7,6 +7,8 @@ transforms), because the feature maps of a real backbone do not fit in memory
 - `A[f, c]`: Pearson correlation of feature f with the indicator 1[y = c], divided by max |A|.
 - `R[f, g]`: cosine similarity of rows A[f] and A[g], divided by max |R|, strict upper triangle,
   negatives set to 0.
+- `R_within[f, g]`: the Pearson correlation of x_f and x_g within classes (each image's class
+  mean subtracted), post-processed as R: the option `assignment.redundancy: within_class`.
 - `b[f]`: locality bias, preferring features that peak in one place and not on the border.
 """
 
@@ -34,6 +36,19 @@ class AssignmentStatistics:
     mean: np.ndarray  #: [F] feature means over the training set
     std: np.ndarray  #: [F] feature standard deviations (population)
     num_samples: int
+    #: [F, F] within-class correlation, post-processed as R; None in statistics written before it
+    R_within: np.ndarray | None = None
+
+    def redundancy(self, kind: str) -> np.ndarray:
+        """The redundancy matrix `assignment.redundancy` names: "class_similarity" (the paper's
+        R) or "within_class" (R_within)."""
+        if kind == "class_similarity":
+            return self.R
+        if kind != "within_class":
+            raise ValueError(f"unknown redundancy {kind!r}")
+        if self.R_within is None:
+            raise ValueError("these statistics predate the within-class redundancy")
+        return self.R_within
 
     def save(self, path: str | Path) -> None:
         """Write an .npz atomically."""
@@ -46,6 +61,7 @@ class AssignmentStatistics:
                 mean=self.mean,
                 std=self.std,
                 num_samples=np.asarray(self.num_samples),
+                **({} if self.R_within is None else {"R_within": self.R_within}),
             )
 
     @classmethod
@@ -58,6 +74,7 @@ class AssignmentStatistics:
                 mean=data["mean"],
                 std=data["std"],
                 num_samples=int(data["num_samples"]),
+                R_within=data["R_within"] if "R_within" in data.files else None,
             )
 
 
@@ -88,7 +105,31 @@ def redundancy(A: np.ndarray) -> np.ndarray:
     """R: cosine similarity of A's rows, / max |R|, strict upper triangle, negatives → 0."""
     norms = np.linalg.norm(A, axis=1, keepdims=True)
     unit = A / np.maximum(norms, 1e-8)
-    R = unit @ unit.T
+    return _as_redundancy(unit @ unit.T)
+
+
+def within_class_redundancy(
+    cross: np.ndarray, class_sums: np.ndarray, class_counts: np.ndarray
+) -> np.ndarray:
+    """R_within from sufficient statistics: the correlation of the features after each image's
+    class mean is subtracted, post-processed as R. Two channels that detect the same concept
+    vary together inside a class (the object's size, contrast, visibility); two that detect
+    different concepts of the same classes do not, though their rows of A are alike.
+
+    `cross` is Σ x xᵀ and `class_sums` Σ x per class, both of shifted features (the shift
+    cancels); features that do not vary within classes correlate with nothing."""
+    counts = np.maximum(class_counts, 1.0)[:, None]
+    scatter = cross - class_sums.T @ (class_sums / counts)  # Σ_c Σ_{i∈c} (x−μ_c)(x−μ_c)ᵀ
+    var = np.maximum(np.diag(scatter), 0.0)
+    scale = np.sqrt(var)
+    live = scale > 1e-12 * max(1.0, float(scale.max(initial=0.0)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.where(np.outer(live, live), scatter / np.outer(scale, scale), 0.0)
+    return _as_redundancy(np.clip(corr, -1.0, 1.0))
+
+
+def _as_redundancy(R: np.ndarray) -> np.ndarray:
+    """/ max |R|, strict upper triangle, negatives → 0: what the solver reads."""
     top = np.abs(R).max()
     if top > 0:
         R = R / top
@@ -151,6 +192,7 @@ class StatisticsAccumulator:
         self.sum_x2 = np.zeros(num_features)
         self.class_sums = np.zeros((num_classes, num_features))
         self.class_counts = np.zeros(num_classes)
+        self.cross = np.zeros((num_features, num_features))  # Σ (x−s)(x−s)ᵀ
         self.loc = np.zeros(num_features)
         self.edge = np.zeros(num_features)
         self._shift: np.ndarray | None = None  # first batch mean: keeps Σx² well conditioned
@@ -176,6 +218,7 @@ class StatisticsAccumulator:
         self.num_samples += B
         self.sum_x += centred.sum(axis=0)
         self.sum_x2 += (centred**2).sum(axis=0)
+        self.cross += centred.T @ centred
         np.add.at(self.class_sums, y.numpy(), centred)
         self.class_counts += np.bincount(y.numpy(), minlength=self.num_classes)
 
@@ -193,10 +236,15 @@ class StatisticsAccumulator:
 
     def rebase(self, shift: np.ndarray) -> None:
         """Express the centred sums relative to another shift (they are exact either way:
-        Σ(x−s') = Σ(x−s) + n(s−s'), Σ(x−s')² = Σ(x−s)² + 2(s−s')Σ(x−s) + n(s−s')²)."""
+        Σ(x−s') = Σ(x−s) + n(s−s'), Σ(x−s')² = Σ(x−s)² + 2(s−s')Σ(x−s) + n(s−s')², and the cross products alike)."""
         shift = np.asarray(shift, dtype=np.float64)
         if self._shift is not None:
             d = self._shift - shift
+            self.cross += (
+                np.outer(self.sum_x, d)
+                + np.outer(d, self.sum_x)
+                + self.num_samples * np.outer(d, d)
+            )
             self.sum_x2 += 2 * d * self.sum_x + self.num_samples * d**2
             self.sum_x += self.num_samples * d
             self.class_sums += self.class_counts[:, None] * d
@@ -209,7 +257,7 @@ class StatisticsAccumulator:
             return self
         shift = dist.broadcast(self._shift)  # rank 0's first batch: one shift for every rank
         self.rebase(np.zeros(self.num_features) if shift is None else shift)
-        names = ("sum_x", "sum_x2", "class_sums", "class_counts", "loc", "edge")
+        names = ("sum_x", "sum_x2", "class_sums", "class_counts", "cross", "loc", "edge")
         for name in names:
             setattr(self, name, dist.sum(getattr(self, name)))
         self.num_samples = int(dist.sum(np.array([self.num_samples]))[0])
@@ -229,6 +277,7 @@ class StatisticsAccumulator:
         return AssignmentStatistics(
             A=A,
             R=redundancy(A),
+            R_within=within_class_redundancy(self.cross, self.class_sums, self.class_counts),
             b=locality_bias(self.loc / n, self.edge),
             mean=mean_c + self._shift,
             std=std,

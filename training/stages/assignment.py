@@ -114,12 +114,24 @@ def solve_on_live_features(
     return result, live
 
 
+def redundancy_matrix(ctx: StageContext, stats) -> np.ndarray:
+    """The R that `assignment.redundancy` asks for, from the run's statistics."""
+    kind = ctx.config.assignment.redundancy
+    try:
+        return stats.redundancy(kind)
+    except ValueError:
+        raise FitConfigError(
+            f"assignment.redundancy = {kind}: the statistics in {ctx.work_dir('statistics')} "
+            "were computed before qpm-zoo kept that matrix; delete that folder to recompute them"
+        ) from None
+
+
 def _solve_and_save(ctx: StageContext) -> SolvedAssignment:
     stats = load_statistics(ctx)
     a = ctx.config.assignment
     result, live = solve_on_live_features(
         stats.A,
-        stats.R,
+        redundancy_matrix(ctx, stats),
         stats.b,
         stats.std,
         a.n,
