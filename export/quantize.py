@@ -107,12 +107,6 @@ def quantize_int8(
         if float_features:
             kept = set(feature_nodes(model.graph))
             quantized = [name for name in quantized if name not in kept]
-        if not quantized:  # onnxruntime reads an empty list as "quantise every node"
-            raise ExportError(
-                "nothing to quantise: every convolution of this backbone computes the selected "
-                "features (e.g. a transformer's patch embedding); pass --int8-features to "
-                "quantise them, or ship the float32 or float16 export"
-            )
         quantize_static(
             str(prepared),
             str(target),
