@@ -129,12 +129,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "block computes only the n channels the head reads; same outputs, faster)",
     )
     p.add_argument(
-        "--int8-features",
-        action="store_true",
-        help="int8: quantise the layers that compute the selected features too (default: they "
-        "stay float32, as small-range features lose most to uint8's one scale per tensor)",
-    )
-    p.add_argument(
         "--json", action="store_true", help="print the record and the validation rows as JSON"
     )
 
@@ -143,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
     variant = _variant(args)
     if variant is not None:
         return _run_variant(args, variant)
-    if args.calibration or args.int8_features:
-        raise UsageError("--calibration and --int8-features are for --quantize int8")
+    if args.calibration:
+        raise UsageError("--calibration is for --quantize int8")
     result = export_checkpoint(
         args.model_dir,
         out=args.out,
@@ -203,8 +197,6 @@ def _variant(args: argparse.Namespace) -> str | None:
             "--out, --tolerance and --all-channels are for the float32 export, not for variants "
             "(a variant follows the float32 export's channels)"
         )
-    if fp16 and args.int8_features:
-        raise UsageError("--int8-features is for --quantize int8, not for --precision fp16")
     return "float16" if fp16 else ("int8" if args.quantize else None)
 
 
@@ -218,7 +210,6 @@ def _run_variant(args: argparse.Namespace, precision: str) -> int:
         calibration=args.calibration,
         limit=args.limit,
         calibration_limit=args.calibration_limit,
-        float_features=not args.int8_features,
     )
     if args.json:
         print_json(

@@ -58,13 +58,11 @@ def export_variant(
     limit: int = 1000,
     calibration_limit: int = 256,
     force: bool = False,
-    float_features: bool = True,
 ) -> VariantResult:
     """Build, validate and (if it meets its target, or `force`) write one variant of the export.
 
     `force` is for benchmarks on random weights, whose near-tied logits make agreement
-    meaningless; the variant's record still says whether it met its target. `float_features`
-    (int8): the layers computing the selected features stay float32 (export/quantize.py)."""
+    meaningless; the variant's record still says whether it met its target."""
     model_dir = Path(model_dir)
     config = QPMConfig.load(model_dir / CONFIG_NAME)
     if config.onnx is None:
@@ -93,7 +91,6 @@ def export_variant(
             calibration_limit,
             steps,
             force,
-            float_features,
         )
 
 
@@ -107,7 +104,6 @@ def _export_variant(
     calibration_limit: int,
     steps: Steps,
     force: bool,
-    float_features: bool,
 ) -> VariantResult:
     from qpm_zoo.model import QPM
 
@@ -154,15 +150,12 @@ def _export_variant(
         steps(f"quantising to int8 (static, {sum(len(b) for b in calib)} calibration images)")
         import onnx
 
-        proto = onnx.load_from_string(
-            quantize_int8(main_file.read_bytes(), calib, float_features=float_features)
-        )
+        proto = onnx.load_from_string(quantize_int8(main_file.read_bytes(), calib))
         stamp_metadata(proto, fingerprints)
         data = proto.SerializeToString()
         exporter = {
             "method": "onnxruntime.quantization.quantize_static (QDQ, per-channel int8 weights, "
             "uint8 activations, MinMax calibration; head in float32)",
-            "features": "float32" if float_features else "int8",
             "calibration": list(calibration),
             "calibration_images": sum(len(b) for b in calib),
         }

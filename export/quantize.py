@@ -55,39 +55,9 @@ def backbone_nodes(graph: Any) -> list[str]:
     return [nodes[i].name for i in sorted(keep)]
 
 
-def feature_nodes(graph: Any) -> list[str]:
-    """Names of the backbone nodes whose output reaches the head without passing another Conv:
-    the last convolutions and what lies between them and the head, i.e. the layers that compute
-    the features QPM selects. Their output is the head's input, where uint8's one scale per
-    tensor would round a feature of small range (and σ) to a few steps, which the head's
-    division by σ then magnifies."""
-    nodes = list(graph.node)
-    backbone = set(backbone_nodes(graph))
-    consumers: dict[str, list[int]] = {}
-    for i, node in enumerate(nodes):
-        for name in node.input:
-            consumers.setdefault(name, []).append(i)
-
-    def leads_to_head(i: int) -> bool:
-        seen, stack = {i}, [i]
-        while stack:
-            for j in (j for out in nodes[stack.pop()].output for j in consumers.get(out, ())):
-                if nodes[j].name not in backbone:
-                    return True
-                if nodes[j].op_type != "Conv" and j not in seen:
-                    seen.add(j)
-                    stack.append(j)
-        return False
-
-    return [n.name for i, n in enumerate(nodes) if n.name in backbone and leads_to_head(i)]
-
-
-def quantize_int8(
-    float_graph: bytes, calibration: Sequence[np.ndarray], float_features: bool = True
-) -> bytes:
+def quantize_int8(float_graph: bytes, calibration: Sequence[np.ndarray]) -> bytes:
     """The float32 export's bytes → the int8 export's bytes, calibrated on `calibration`
-    (batches of preprocessed images). `float_features` keeps the layers that compute the
-    selected features (`feature_nodes`) in float32: the rest of the backbone is int8."""
+    (batches of preprocessed images)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -103,10 +73,6 @@ def quantize_int8(
         for i, node in enumerate(model.graph.node):  # quantize_static selects nodes by name
             node.name = node.name or f"node_{i}_{node.op_type}"
         onnx.save(model, str(prepared))
-        quantized = backbone_nodes(model.graph)
-        if float_features:
-            kept = set(feature_nodes(model.graph))
-            quantized = [name for name in quantized if name not in kept]
         quantize_static(
             str(prepared),
             str(target),
@@ -115,7 +81,7 @@ def quantize_int8(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            nodes_to_quantize=quantized,
+            nodes_to_quantize=backbone_nodes(model.graph),
             calibrate_method=CalibrationMethod.MinMax,
         )
         return target.read_bytes()

@@ -58,61 +58,6 @@ def test_int8_variant_is_recorded_validated_and_quantised(int8_dir):
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
     # The head is not quantised: its class weights run in float32 after the last Conv.
     assert (int8_dir / "model.onnx").is_file() and record.file == "model.onnx"
-    # Nor are the layers computing the selected features: the last convolutions' weights are
-    # float32 initialisers, the other convolutions' come through DequantizeLinear.
-    assert variant.exporter["features"] == "float32"
-    float_convs, int8_convs = _conv_weight_kinds(graph.graph)
-    assert float_convs and int8_convs
-
-
-def _conv_weight_kinds(graph) -> tuple[list[str], list[str]]:
-    """(Convs whose weight is a float initialiser, Convs whose weight is dequantised int8)."""
-    producer = {out: n for n in graph.node for out in n.output}
-    convs = [n for n in graph.node if n.op_type == "Conv"]
-    dequantised = [
-        n.name
-        for n in convs
-        if getattr(producer.get(n.input[1]), "op_type", "") == "DequantizeLinear"
-    ]
-    return [n.name for n in convs if n.name not in dequantised], dequantised
-
-
-def test_feature_nodes_are_the_layers_that_feed_the_head(qpm_dir, tmp_path):
-    """On the exported graph: the convolutions whose output reaches the head with no Conv in
-    between, and nothing that only feeds another Conv."""
-    import onnx
-
-    from export.quantize import backbone_nodes, feature_nodes
-
-    folder = shutil.copytree(qpm_dir, tmp_path / "m")
-    assert _export("onnx", folder, "--json")[0] == 0
-    graph = onnx.load(str(folder / "model.onnx")).graph
-    nodes = {n.name: n for n in graph.node}
-    features, backbone = feature_nodes(graph), set(backbone_nodes(graph))
-    convs = [name for name in features if nodes[name].op_type == "Conv"]
-    assert convs and set(features) <= backbone
-    consumers = {}
-    for n in graph.node:
-        for name in n.input:
-            consumers.setdefault(name, []).append(n)
-    for name in features:  # each one's output goes on to the head or to another feature node
-        following = [m for out in nodes[name].output for m in consumers.get(out, [])]
-        assert any(m.name in features or m.name not in backbone for m in following), name
-    first_conv = next(n.name for n in graph.node if n.op_type == "Conv")
-    assert first_conv not in features
-
-
-def test_int8_features_quantises_the_last_convolutions_too(int8_dir, photo_folder, tmp_path):
-    import onnx
-
-    folder = shutil.copytree(int8_dir, tmp_path / "m")
-    code, result = _export(
-        "onnx", folder, "--quantize", "int8", "--calibration", photo_folder,
-        "--images", photo_folder, "--int8-features", "--json",
-    )  # fmt: skip
-    assert code == 0 and result["variant"]["exporter"]["features"] == "int8", result
-    float_convs, _ = _conv_weight_kinds(onnx.load(str(folder / "model.int8.onnx")).graph)
-    assert float_convs == []
 
 
 @pytest.mark.parametrize("variant", [None, "int8"])
@@ -173,9 +118,7 @@ def test_a_variant_below_its_target_is_not_written(int8_dir, photo_folder, tmp_p
     "argv, message",
     [
         (["--quantize", "int8"], "--quantize int8 needs --calibration"),
-        (["--calibration", "train"], "--calibration and --int8-features are for --quantize int8"),
-        (["--int8-features"], "--calibration and --int8-features are for --quantize int8"),
-        (["--fp16", "--int8-features"], "--int8-features is for --quantize int8"),
+        (["--calibration", "train"], "--calibration is for --quantize int8"),
         (["--fp16", "--quantize", "int8"], "two variants; make one at a time"),
         (
             ["--quantize", "int8", "--calibration", "{tmp}/none"],
