@@ -28,6 +28,7 @@ from qpm_zoo.preprocess import ImagePreprocessor, LoadedImage
 from qpm_zoo.version import __version__
 
 from .onnx_validate import VariantReport, validate_variant
+from .quantize import WEIGHT_BITS
 from .real_images import real_images
 from .steps import Steps
 
@@ -58,11 +59,13 @@ def export_variant(
     limit: int = 1000,
     calibration_limit: int = 256,
     force: bool = False,
+    weight_bits: int = 7,
 ) -> VariantResult:
     """Build, validate and (if it meets its target, or `force`) write one variant of the export.
 
     `force` is for benchmarks on random weights, whose near-tied logits make agreement
-    meaningless; the variant's record still says whether it met its target."""
+    meaningless; the variant's record still says whether it met its target. `weight_bits` is
+    the int8 weights' range (export.quantize: 7 is exact on CPUs without VNNI)."""
     model_dir = Path(model_dir)
     config = QPMConfig.load(model_dir / CONFIG_NAME)
     if config.onnx is None:
@@ -72,6 +75,8 @@ def export_variant(
         )
     if precision == "int8" and not calibration:
         raise UsageError("--quantize int8 needs --calibration DIR_OR_SPLIT (e.g. train)")
+    if precision == "int8" and weight_bits not in WEIGHT_BITS:
+        raise UsageError(f"--weight-bits must be 7 or 8, got {weight_bits}")
     if limit < 1 or calibration_limit < 1:
         raise UsageError("--limit and --calibration-limit must be at least 1")
     sources = list(images) if images else ["test" if config.training.get("data") else ""]
@@ -91,6 +96,7 @@ def export_variant(
             calibration_limit,
             steps,
             force,
+            weight_bits,
         )
 
 
@@ -104,10 +110,11 @@ def _export_variant(
     calibration_limit: int,
     steps: Steps,
     force: bool,
+    weight_bits: int,
 ) -> VariantResult:
     from qpm_zoo.model import QPM
 
-    from .quantize import quantize_int8
+    from .quantize import cpu_has_vnni, quantize_int8
     from .torch_to_onnx import (
         CHANNELS_RECORD,
         check_graph,
@@ -150,12 +157,13 @@ def _export_variant(
         steps(f"quantising to int8 (static, {sum(len(b) for b in calib)} calibration images)")
         import onnx
 
-        proto = onnx.load_from_string(quantize_int8(main_file.read_bytes(), calib))
+        proto = onnx.load_from_string(quantize_int8(main_file.read_bytes(), calib, weight_bits))
         stamp_metadata(proto, fingerprints)
         data = proto.SerializeToString()
         exporter = {
             "method": "onnxruntime.quantization.quantize_static (QDQ, per-channel int8 weights, "
             "uint8 activations, MinMax calibration; head in float32)",
+            "weight_bits": weight_bits,
             "calibration": list(calibration),
             "calibration_images": sum(len(b) for b in calib),
         }
@@ -180,7 +188,10 @@ def _export_variant(
     )
     batches = preprocessed_batches(preprocessor, real_images(sources, config, limit))
     report = validate_variant(model, runtime, batches, precision)
-    variant = variant.model_copy(update={"validation": report.to_record()})
+    validation = report.to_record()
+    if precision == "int8":  # what int8 measures depends on the CPU's 8-bit kernels
+        validation["cpu_vnni"] = cpu_has_vnni()
+    variant = variant.model_copy(update={"validation": validation})
     steps.done()
     path = model_dir / variant.file
     if not (report.passed or force):

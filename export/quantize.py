@@ -6,6 +6,12 @@ a quantised export's explanations still add up exactly for its own outputs: its 
 class weights times its features. Weights are int8 per output channel, activations uint8 with
 ranges calibrated on real images (QDQ format, which onnxruntime fuses into integer kernels,
 VNNI/AMX where the CPU has them).
+
+Weights use 7 of their 8 bits by default (onnxruntime's `reduce_range`): on x86 CPUs without
+VNNI (AVX2, AVX-512F) the uint8 × int8 kernels add pairs of products in int16, which saturates
+for 8-bit weights; with 7-bit weights it cannot. Measured on the Fashion-MNIST checkpoint on an
+AVX2 machine: top-1 agreement 85.0 % with 8-bit weights, 92.7 % with 7. `weight_bits=8` is for
+servers with VNNI or AMX, where nothing saturates.
 """
 
 from __future__ import annotations
@@ -55,9 +61,24 @@ def backbone_nodes(graph: Any) -> list[str]:
     return [nodes[i].name for i in sorted(keep)]
 
 
-def quantize_int8(float_graph: bytes, calibration: Sequence[np.ndarray]) -> bytes:
+WEIGHT_BITS = (7, 8)
+
+
+def cpu_has_vnni() -> bool | None:
+    """Whether this CPU has 8-bit dot-product instructions (VNNI or AMX); None where unknown
+    (not Linux): what an int8 validation measured depends on it."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def quantize_int8(
+    float_graph: bytes, calibration: Sequence[np.ndarray], weight_bits: int = 7
+) -> bytes:
     """The float32 export's bytes → the int8 export's bytes, calibrated on `calibration`
-    (batches of preprocessed images)."""
+    (batches of preprocessed images); with `weight_bits` 7 no x86 CPU's kernels saturate (above)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -81,6 +102,7 @@ def quantize_int8(float_graph: bytes, calibration: Sequence[np.ndarray]) -> byte
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            reduce_range=weight_bits == 7,
             nodes_to_quantize=backbone_nodes(model.graph),
             calibrate_method=CalibrationMethod.MinMax,
         )

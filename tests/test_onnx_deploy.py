@@ -58,6 +58,31 @@ def test_int8_variant_is_recorded_validated_and_quantised(int8_dir):
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
     # The head is not quantised: its class weights run in float32 after the last Conv.
     assert (int8_dir / "model.onnx").is_file() and record.file == "model.onnx"
+    assert variant.exporter["weight_bits"] == 7 and "cpu_vnni" in variant.validation
+
+
+def _largest_quantised_weight(path: Path) -> int:
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    weights = [
+        numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8
+    ]
+    return max(int(abs(w.astype(int)).max()) for w in weights if w.ndim == 4)
+
+
+def test_int8_weights_keep_to_7_bits_unless_8_are_asked_for(int8_dir, photo_folder, tmp_path):
+    """7-bit weights (the default) are what keeps AVX2's int16 sums of u8 × s8 products from
+    saturating (export.quantize); 8 bits use the whole int8 range."""
+    assert _largest_quantised_weight(int8_dir / "model.int8.onnx") <= 64
+    folder = shutil.copytree(int8_dir, tmp_path / "m")
+    code, result = _export(
+        "onnx", folder, "--quantize", "int8", "--calibration", photo_folder,
+        "--images", photo_folder, "--weight-bits", "8", "--json",
+    )  # fmt: skip
+    assert code == 0 and result["variant"]["exporter"]["weight_bits"] == 8
+    assert _largest_quantised_weight(folder / "model.int8.onnx") == 127
 
 
 @pytest.mark.parametrize("variant", [None, "int8"])
@@ -125,6 +150,7 @@ def test_a_variant_below_its_target_is_not_written(int8_dir, photo_folder, tmp_p
             "none: no such image file or folder",
         ),
         (["--quantize", "int8", "--calibration", "test"], "has no training recipe"),
+        (["--fp16", "--weight-bits", "8"], "--weight-bits is for --quantize int8"),
     ],
 )
 def test_variant_usage_errors(int8_dir, photo_folder, tmp_path, capsys, argv, message):
