@@ -36,6 +36,7 @@ import numpy as np
 from qpm_zoo.errors import UsageError
 from qpm_zoo.formatting import format_table, print_json
 
+from .quantize import cpu_has_vnni
 from .steps import Steps
 
 #: The targets of issue 15, printed under the table.
@@ -83,6 +84,8 @@ class BenchSettings:
     ort_providers: list[str]
     ort_optimization: str
     variants: list[str] = dataclasses.field(default_factory=list)
+    #: whether the CPU has 8-bit dot products (VNNI/AMX); without them int8 gains little speed
+    cpu_vnni: bool | None = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -345,6 +348,7 @@ def benchmark(
         ort_providers=runtime.providers,
         ort_optimization=str(options.graph_optimization_level).rsplit(".", 1)[-1],
         variants=sorted(runtime.record.variants),
+        cpu_vnni=cpu_has_vnni(),
     )
     return settings, rows, pipeline_row
 
@@ -406,7 +410,9 @@ def format_report(
         f"{settings.backbone} {settings.input_size[1]}x{settings.input_size[2]}, "
         f"{settings.num_classes} classes, n={settings.n_features}; {settings.threads} threads "
         f"each; onnxruntime {settings.ort_providers} ({settings.ort_optimization}, "
-        f"{settings.onnx_dtype}); medians of {settings.repeats} repeats"
+        f"{settings.onnx_dtype}); medians of {settings.repeats} repeats; CPU "
+        + {True: "with", False: "without", None: "maybe without"}[settings.cpu_vnni]
+        + " VNNI/AMX"
     )
     has_int8 = any(r.int8_ms is not None for r in rows)
     columns = ["batch", "torch ms", "ort ms", "ort/torch"]

@@ -234,6 +234,10 @@ def test_bench_reports_ratios_head_share_and_the_pipeline(exported, capsys):
     settings = BenchSettings(**data["settings"])
     text = format_report(settings, [BenchRow(**r) for r in rows], PipelineRow(**pipeline))
     assert text.startswith("test_resnet 64x64, 5 classes, n=6; 2 threads each")
+    from export.quantize import cpu_has_vnni
+
+    assert data["settings"]["cpu_vnni"] is cpu_has_vnni()  # int8 speed depends on it
+    assert text.splitlines()[0].endswith(" VNNI/AMX")
     header, _rule, first, second, predict, target = text.splitlines()[1:]
     assert header.split() == (
         [
