@@ -121,8 +121,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--weight-bits",
         type=int,
         choices=[7, 8],
-        help="int8: bits of the weights' range; 7 (default) is exact on x86 CPUs without VNNI, "
-        "where 8-bit weights saturate the kernels' int16 sums; 8 for VNNI/AMX servers",
+        help="int8: bits of the weights' range; 7 (default) cannot saturate the int16 sums of "
+        "x86 CPUs without VNNI, as 8 can; 8 for VNNI/AMX servers",
     )
     p.add_argument(
         "--tolerance",

@@ -65,7 +65,7 @@ def export_variant(
 
     `force` is for benchmarks on random weights, whose near-tied logits make agreement
     meaningless; the variant's record still says whether it met its target. `weight_bits` is
-    the int8 weights' range (export.quantize: 7 is exact on CPUs without VNNI)."""
+    the int8 weights' range (export.quantize: 7 cannot saturate on CPUs without VNNI)."""
     model_dir = Path(model_dir)
     config = QPMConfig.load(model_dir / CONFIG_NAME)
     if config.onnx is None:

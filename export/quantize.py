@@ -65,13 +65,13 @@ WEIGHT_BITS = (7, 8)
 
 
 def cpu_has_vnni() -> bool | None:
-    """Whether this CPU has 8-bit dot-product instructions (VNNI or AMX); None where unknown
-    (not Linux): what an int8 validation measured depends on it."""
+    """Whether this CPU has 8-bit dot-product instructions (x86 VNNI or AMX, Arm dotprod); None
+    where unknown (not Linux): what an int8 validation measured depends on it."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return None
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
 
 
 def quantize_int8(
