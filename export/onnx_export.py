@@ -41,6 +41,7 @@ from .onnx_validate import (
     validate,
     validation_inputs,
 )
+from .quantize import DEFAULT_WEIGHT_BITS, WEIGHT_BITS
 from .steps import Steps
 
 VALIDATION_BATCHES = (1, 5)
@@ -120,7 +121,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weight-bits",
         type=int,
-        choices=[7, 8],
+        choices=WEIGHT_BITS,
         help="int8: bits of the weights' range; 7 (default) cannot saturate the int16 sums of "
         "x86 CPUs without VNNI, as 8 can; 8 for VNNI/AMX servers",
     )
@@ -219,7 +220,7 @@ def _run_variant(args: argparse.Namespace, precision: str) -> int:
         calibration=args.calibration,
         limit=args.limit,
         calibration_limit=args.calibration_limit,
-        weight_bits=args.weight_bits or 7,
+        weight_bits=args.weight_bits or DEFAULT_WEIGHT_BITS,
     )
     if args.json:
         print_json(

@@ -28,7 +28,7 @@ from qpm_zoo.preprocess import ImagePreprocessor, LoadedImage
 from qpm_zoo.version import __version__
 
 from .onnx_validate import VariantReport, validate_variant
-from .quantize import WEIGHT_BITS
+from .quantize import DEFAULT_WEIGHT_BITS, WEIGHT_BITS
 from .real_images import real_images
 from .steps import Steps
 
@@ -59,7 +59,7 @@ def export_variant(
     limit: int = 1000,
     calibration_limit: int = 256,
     force: bool = False,
-    weight_bits: int = 7,
+    weight_bits: int = DEFAULT_WEIGHT_BITS,
 ) -> VariantResult:
     """Build, validate and (if it meets its target, or `force`) write one variant of the export.
 
@@ -76,7 +76,7 @@ def export_variant(
     if precision == "int8" and not calibration:
         raise UsageError("--quantize int8 needs --calibration DIR_OR_SPLIT (e.g. train)")
     if precision == "int8" and weight_bits not in WEIGHT_BITS:
-        raise UsageError(f"--weight-bits must be 7 or 8, got {weight_bits}")
+        raise UsageError(f"--weight-bits must be one of {WEIGHT_BITS}, got {weight_bits}")
     if limit < 1 or calibration_limit < 1:
         raise UsageError("--limit and --calibration-limit must be at least 1")
     sources = list(images) if images else ["test" if config.training.get("data") else ""]

@@ -16,6 +16,7 @@ servers with VNNI or AMX, where nothing saturates.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -62,8 +63,10 @@ def backbone_nodes(graph: Any) -> list[str]:
 
 
 WEIGHT_BITS = (7, 8)
+DEFAULT_WEIGHT_BITS = 7
 
 
+@functools.cache
 def cpu_has_vnni() -> bool | None:
     """Whether this CPU has 8-bit dot-product instructions (x86 VNNI or AMX, Arm dotprod); None
     where unknown (not Linux): what an int8 validation measured depends on it."""
@@ -75,7 +78,7 @@ def cpu_has_vnni() -> bool | None:
 
 
 def quantize_int8(
-    float_graph: bytes, calibration: Sequence[np.ndarray], weight_bits: int = 7
+    float_graph: bytes, calibration: Sequence[np.ndarray], weight_bits: int = DEFAULT_WEIGHT_BITS
 ) -> bytes:
     """The float32 export's bytes → the int8 export's bytes, calibrated on `calibration`
     (batches of preprocessed images); with `weight_bits` 7 no x86 CPU's kernels saturate (above)."""
