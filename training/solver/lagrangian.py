@@ -41,7 +41,7 @@ import scipy.sparse as sp
 
 from training.solver.layers import class_layers
 from training.solver.problem import AssignmentProblem
-from training.solver.relaxation import lp_prices, refine_prices
+from training.solver.relaxation import feature_earnings, lp_prices, refine_prices
 
 
 def conjugate_binomial(lam: np.ndarray) -> np.ndarray:
@@ -317,6 +317,7 @@ class SelectionBound:
 
     bound: float  #: proven upper bound on the optimum
     forced: np.ndarray  #: [F] proven bound on every selection holding feature f
+    prices: np.ndarray  #: [C] the class prices ν where it was found
     num_groups: int
     iterations: int
     wall_s: float
@@ -349,7 +350,7 @@ def selection_bound(
     begin = time.monotonic()
     if prices is None:
         prices, _ = refine_prices(problem, lp_prices(problem))
-    earn = problem.b + np.maximum(problem.alpha * problem.A - prices[None, :], 0.0).sum(axis=1)
+    earn = feature_earnings(problem, prices)
     candidates = np.argsort(-earn, kind="stable")[: min(pair_candidates, problem.num_features)]
     groups = redundancy_groups(problem, layer_depth, candidates, max_cliques)
     lagrangian = GroupLagrangian(problem, groups)
@@ -363,6 +364,7 @@ def selection_bound(
     return SelectionBound(
         bound=outcome.bound,
         forced=lagrangian.forced_bounds(outcome.multipliers),
+        prices=outcome.multipliers.prices,
         num_groups=groups.num_groups,
         iterations=outcome.iterations,
         wall_s=time.monotonic() - begin,

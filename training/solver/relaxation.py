@@ -23,10 +23,14 @@ from scipy.optimize import linprog
 from training.solver.problem import AssignmentProblem
 
 
+def feature_earnings(problem: AssignmentProblem, prices: np.ndarray) -> np.ndarray:
+    """e_f(ν) = b_f + Σ_c max(0, αA_fc − ν_c) [F]: what feature f earns at class prices ν."""
+    return problem.b + np.maximum(problem.alpha * problem.A - prices[None, :], 0.0).sum(axis=1)
+
+
 def lagrangian_bound(problem: AssignmentProblem, prices: np.ndarray) -> float:
     """U(ν) above: a proven upper bound for any prices ν."""
-    a = problem.alpha * problem.A
-    earn = problem.b + np.maximum(a - prices[None, :], 0.0).sum(axis=1)
+    earn = feature_earnings(problem, prices)
     top = -np.partition(-earn, problem.n - 1)[: problem.n]
     return float(problem.k * prices.sum() + top.sum())
 

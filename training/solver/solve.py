@@ -6,10 +6,11 @@ The solve has three parts, all under one time limit:
 2. the incumbent: greedy construction plus a tabu swap search over the selection, each
    selection valued with its best distinct class sets (`heuristic`, `oracle`);
 3. the proof: two bounds in closed form, certified without a solver (the LP bound without
-   redundancy, `relaxation`, and the group Lagrangian that sees redundancy, `lagrangian`),
-   then the exact SCIP model over the selection (`exact.ExactModel`), warm-started with that
-   incumbent. SCIP may still improve the incumbent; the smallest of the three bounds is the
-   reported upper bound.
+   redundancy, `relaxation`, and the group Lagrangian that sees redundancy, `lagrangian`);
+   on problems too large for SCIP's model to list every class's features, the semidefinite
+   bound (`semidefinite`: SCS proposes, a convex reformulation certifies); then the exact SCIP
+   model over the selection (`exact.ExactModel`), warm-started with that incumbent. SCIP may
+   still improve the incumbent; the smallest of the bounds is the reported upper bound.
 
 The returned objective is always recomputed from the returned arrays with
 `AssignmentProblem.terms`, never taken from a solver.
@@ -31,6 +32,7 @@ from training.solver.lagrangian import selection_bound
 from training.solver.oracle import Assignment, SelectionOracle
 from training.solver.problem import AssignmentProblem, ObjectiveTerms
 from training.solver.relaxation import lp_prices, refine_prices
+from training.solver.semidefinite import semidefinite_bound
 from training.solver.threshold import ThresholdResult
 
 logger = logging.getLogger(__name__)
@@ -38,8 +40,9 @@ logger = logging.getLogger(__name__)
 #: statuses of a result: the gap target was proven, the time ran out, or the user stopped it
 STATUSES = ("optimal", "time_limit", "interrupted")
 
-#: where a proven bound comes from: the LP without redundancy, the group Lagrangian, SCIP
-BOUND_SOURCES = ("relaxation", "lagrangian", "scip")
+#: where a proven bound comes from: the LP without redundancy, the group Lagrangian, the
+#: semidefinite bound, SCIP
+BOUND_SOURCES = ("relaxation", "lagrangian", "semidefinite", "scip")
 
 
 class NoFeasibleAssignment(QPMError, RuntimeError):
@@ -114,6 +117,7 @@ def solve_assignment(
     model_size: ModelSize | None = None,
     heuristic_share: float = 0.15,
     bound_share: float = 0.25,
+    semidefinite_share: float = 0.9,
     redundancy_weight: float = 1.0,
 ) -> AssignmentResult:
     """Select `n` of the F features of A [F, C] and give every class `k` distinct ones.
@@ -122,9 +126,11 @@ def solve_assignment(
     prior, as `training.statistics` computes them. The search stops after about `time_limit`
     seconds or once the relative gap is at most `mip_gap`; at the limit the best assignment
     found is returned with its gap. `warm_start` (feature indices) seeds the local search;
-    `heuristic_share` and `bound_share` are the parts of the remaining time the local search and
-    the group Lagrangian may take before SCIP gets the rest. `redundancy_weight` multiplies the
-    redundancy term Z_R (1: the paper's formulation; docs/method.md §3).
+    `heuristic_share`, `bound_share` and `semidefinite_share` are the parts of the remaining time
+    the local search, the group Lagrangian and the semidefinite bound (only on problems with
+    more than `_LISTED_PAIRS` feature-class pairs; 0 turns it off) may take before SCIP gets the
+    rest. `redundancy_weight` multiplies the redundancy term Z_R (1: the paper's formulation;
+    docs/method.md §3).
 
     Raises ValueError for inconsistent inputs (before any solving) and NoFeasibleAssignment only
     if nothing feasible was found in time.
@@ -186,6 +192,7 @@ def solve_assignment(
                 problem, incumbent=incumbent.value, time_limit=budget, prices=prices
             )
             bounds["lagrangian"] = lagrangian.bound
+            prices = lagrangian.prices
             details.update(lagrangian.to_details())
             logger.info(
                 "assignment: %.0f s group Lagrangian bound %.4f (gap %.2f %%)",
@@ -193,6 +200,21 @@ def solve_assignment(
                 lagrangian.bound,
                 100 * relative_gap(incumbent.value, min(bounds.values())),
             )
+        budget = semidefinite_share * _remaining(begin, time_limit)
+        large = problem.num_features * problem.num_classes > _LISTED_PAIRS
+        if large and budget > 0 and relative_gap(incumbent.value, min(bounds.values())) > mip_gap:
+            conic = semidefinite_bound(
+                problem, incumbent=incumbent.value, prices=prices, time_limit=budget
+            )
+            if conic is not None:
+                bounds["semidefinite"] = conic.bound
+                details.update(conic.to_details())
+                logger.info(
+                    "assignment: %.0f s semidefinite bound %.4f (gap %.2f %%)",
+                    time.monotonic() - begin,
+                    conic.bound,
+                    100 * relative_gap(incumbent.value, min(bounds.values())),
+                )
     # when the closed-form bounds already prove the incumbent within mip_gap, SCIP is not needed
     proven = bool(bounds) and relative_gap(incumbent.value, min(bounds.values())) <= mip_gap
     if not interrupted and not proven and _remaining(begin, time_limit) > 0:
