@@ -23,9 +23,9 @@ of the best-earning features and dropped outside it (Z_R ≥ its part inside the
    incumbent), each step a few of those concave problems; then, while time is left, SCS again
    at the prices reached (warm-started) and more steps.
 
-On the 512×200 benchmark instance the doubly nonnegative relaxation alone is within 0.9 % of the
-incumbent (the group Lagrangian of §7.4a: 4.2 %); at 2048×200 a core of 512 features gives 5.4 %
-(§7.4a: 9.9 %).
+Within `solve_assignment`'s budget, one core: proven gaps of 0.56-0.89 % on the 512×200
+benchmark instances in 120 s and 0.94-1.14 % on the 2048×200 ones in 600 s (the group Lagrangian
+of §7.4a alone: 3.9-6.3 % and 9.9-10.3 %).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def doubly_nonnegative_duals(
     feats = np.arange(K)
     pos_s = _svec_index(feats + 1, np.zeros(K, dtype=np.int64), D)  # Y[f+1, 0]
     pos_diag = _svec_index(feats + 1, feats + 1, D)
-    lo, hi = np.tril_indices(K, -1)  # feature pairs (hi < lo... as rows > columns)
+    lo, hi = np.tril_indices(K, -1)  # feature pairs lo > hi (Y's lower triangle)
     pos_pair = _svec_index(lo + 1, hi + 1, D)  # X[lo, hi], lo > hi
     num_x = D * (D + 1) // 2
     rows, cols, vals = [], [], []
