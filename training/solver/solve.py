@@ -183,6 +183,18 @@ def solve_assignment(
     # independently of SCIP and all there is when SCIP's root LP does not finish: the LP bound
     # without Z_R, then the group Lagrangian, which sees Z_R and never ends above it.
     bounds: dict[str, float] = {}  # by BOUND_SOURCES
+
+    def keep_bound(source: str, label: str, value: float, extra: dict) -> None:
+        bounds[source] = value
+        details.update(extra)
+        logger.info(
+            "assignment: %.0f s %s bound %.4f (gap %.2f %%)",
+            time.monotonic() - begin,
+            label,
+            value,
+            100 * relative_gap(incumbent.value, min(bounds.values())),
+        )
+
     status = "interrupted" if interrupted else "time_limit"
     if not interrupted:
         prices, bounds["relaxation"] = refine_prices(problem, lp_prices(problem))
@@ -191,15 +203,8 @@ def solve_assignment(
             lagrangian = selection_bound(
                 problem, incumbent=incumbent.value, time_limit=budget, prices=prices
             )
-            bounds["lagrangian"] = lagrangian.bound
             prices = lagrangian.prices
-            details.update(lagrangian.to_details())
-            logger.info(
-                "assignment: %.0f s group Lagrangian bound %.4f (gap %.2f %%)",
-                time.monotonic() - begin,
-                lagrangian.bound,
-                100 * relative_gap(incumbent.value, min(bounds.values())),
-            )
+            keep_bound("lagrangian", "group Lagrangian", lagrangian.bound, lagrangian.to_details())
         budget = semidefinite_share * _remaining(begin, time_limit)
         large = problem.num_features * problem.num_classes > _LISTED_PAIRS
         if large and budget > 0 and relative_gap(incumbent.value, min(bounds.values())) > mip_gap:
@@ -207,14 +212,7 @@ def solve_assignment(
                 problem, incumbent=incumbent.value, prices=prices, time_limit=budget
             )
             if conic is not None:
-                bounds["semidefinite"] = conic.bound
-                details.update(conic.to_details())
-                logger.info(
-                    "assignment: %.0f s semidefinite bound %.4f (gap %.2f %%)",
-                    time.monotonic() - begin,
-                    conic.bound,
-                    100 * relative_gap(incumbent.value, min(bounds.values())),
-                )
+                keep_bound("semidefinite", "semidefinite", conic.bound, conic.to_details())
     # when the closed-form bounds already prove the incumbent within mip_gap, SCIP is not needed
     proven = bool(bounds) and relative_gap(incumbent.value, min(bounds.values())) <= mip_gap
     if not interrupted and not proven and _remaining(begin, time_limit) > 0:
