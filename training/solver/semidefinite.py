@@ -63,7 +63,7 @@ class Reformulation:
     core: np.ndarray  #: feature indices, sorted
     matrix: np.ndarray  #: M
     diagonal: np.ndarray  #: u
-    lipschitz: float  #: an upper estimate of M's largest eigenvalue (the gradient step)
+    lipschitz: float  #: M's largest eigenvalue on Σ d = 0 (the gradient step's constant)
     repair: float  #: how far u was lowered to make M semidefinite (0: the duals were exact)
 
 
@@ -72,7 +72,6 @@ class SemidefiniteBound:
     bound: float  #: proven upper bound on the optimum
     core_size: int
     outside: int  #: selected features outside the core at the bound's maximiser
-    sdp_value: float  #: the relaxation's value as SCS reports it (not proven; for comparison)
     scs_status: str
     repair: float
     rounds: int  #: SCS solves (each later one warm-started at the prices the last one reached)
@@ -107,11 +106,10 @@ def _svec_index(i: np.ndarray, j: np.ndarray, size: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DualSolution:
-    """What step 1 proposes: u [K] and N [K, K] ≥ 0, with SCS's value, status and solution."""
+    """What step 1 proposes: u [K] and N [K, K] ≥ 0, with SCS's status and solution."""
 
     diagonal: np.ndarray
     nonneg: np.ndarray
-    value: float  #: the relaxation's value as SCS reports it (not proven)
     status: str
     solution: tuple[np.ndarray, np.ndarray, np.ndarray]  #: SCS's (x, y, s), for a warm start
 
@@ -195,7 +193,6 @@ def doubly_nonnegative_duals(
     return DualSolution(
         -2.0 * y[diag_rows],
         eta,
-        -float(sol["info"]["pobj"]),
         str(sol["info"]["status"]),
         (np.asarray(sol["x"]), y, np.asarray(sol["s"])),
     )
@@ -223,20 +220,10 @@ def reformulation(
         repair = margin - smallest
         u -= repair
         M[np.diag_indices(K)] += repair
-    lipschitz = 1.05 * _largest_eigenvalue(M) + 1e-9
+    # the gradient step's constant: M's largest eigenvalue on Σ d = 0 (the lifted direction is
+    # the top one of `eig`), after the repair
+    lipschitz = (float(eig[-2]) if K > 1 else 0.0) + repair + 1e-9
     return Reformulation(np.asarray(core), M, u, lipschitz, repair)
-
-
-def _largest_eigenvalue(matrix: np.ndarray, iterations: int = 50) -> float:
-    x = np.random.default_rng(0).standard_normal(len(matrix))
-    value = 0.0
-    for _ in range(iterations):
-        y = matrix @ x
-        value = float(np.linalg.norm(y))
-        if value == 0.0:
-            return 0.0
-        x = y / value
-    return value
 
 
 def project_capped_simplex(y: np.ndarray, total: int) -> np.ndarray:
@@ -357,7 +344,7 @@ def semidefinite_bound(
     K = min(F, max(core_size or core_size_for(SCS_SHARE * time_limit), n))
     core = np.sort(np.argsort(-earn, kind="stable")[:K])
     penalty = problem.penalty[np.ix_(core, core)]
-    best = None  # (bound, j, form, status, sdp value)
+    best = None  # (bound, j, form, SCS's status)
     dual, rounds, steps, sdp_s = None, 0, 0, 0.0
     # Rounds: SCS at the current prices (warm-started after the first), then price steps with
     # its reformulation; another round while a quarter of the time is left
@@ -392,17 +379,16 @@ def semidefinite_bound(
         value, j, _ = core_bound.evaluate(nu)
         improved = best is None or value < best[0] - 1e-6 * max(1.0, abs(value))
         if best is None or value < best[0]:
-            best = (value, j, form, dual.status, dual.value + problem.k * float(nu.sum()))
+            best = (value, j, form, dual.status)
         if steps >= max_price_steps:
             break
     if best is None:
         return None
-    value, j, form, status, sdp_value = best
+    value, j, form, status = best
     return SemidefiniteBound(
         bound=value,
         core_size=K,
         outside=j,
-        sdp_value=sdp_value,
         scs_status=status,
         repair=form.repair,
         rounds=rounds,
