@@ -271,6 +271,9 @@ def test_solver_bench_json_prints_one_checked_run_per_solver(capsys):
         assert r["shape"] == "64x10" and r["status"] == "optimal"
     ours = runs[0]  # the reported bound is the smallest proven one, and says where it is from
     assert ours["bound"] == min(ours["bounds"].values()) == ours["bounds"][ours["bound_source"]]
+    # the solver's statistics come along, so a bench run can be read without re-running it
+    assert ours["details"]["bound_source"] == ours["bound_source"]
+    assert ours["details"]["heuristic_s"] >= 0
     # both solved the same instance to optimality: the same objective
     assert runs[0]["objective"] == pytest.approx(runs[1]["objective"], rel=1e-6)
 

@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             "incumbent_source": result.incumbent_source,
             "tau": result.tau,
             "checks": result.checks,
+            "details": result.details,
         }
     ]
     if args.json:  # printed at once: a long baseline must not hold back (or lose) this run
