@@ -51,6 +51,8 @@ SCS_SECONDS_512 = 35.0
 SCS_SHARE = 0.7
 #: SCS solves at most (the first, then warm-started at the prices the steps reached)
 MAX_ROUNDS = 4
+#: another round only while this part of the bound's time is left
+ROUND_TIME_LEFT = 0.25
 #: SCS's tolerance: the bound does not depend on it (step 2), only how tight it is
 SCS_TOLERANCE = 1e-4
 _QP_ITERATIONS = 150
@@ -352,7 +354,7 @@ def semidefinite_bound(
     while rounds == 0 or (
         improved
         and rounds < MAX_ROUNDS
-        and time_limit - (time.monotonic() - begin) > 0.25 * time_limit
+        and time_limit - (time.monotonic() - begin) > ROUND_TIME_LEFT * time_limit
     ):
         left = time_limit - (time.monotonic() - begin)
         started = time.monotonic()
