@@ -49,10 +49,12 @@ logger = logging.getLogger(__name__)
 SCS_SECONDS_512 = 35.0
 #: the part of the bound's time SCS gets; the price steps and the certificate get the rest
 SCS_SHARE = 0.7
-#: SCS solves at most (the first, then warm-started at the prices the steps reached)
+#: the most SCS solves: the first, then each warm-started at the prices the steps reached
 MAX_ROUNDS = 4
 #: another round only while this part of the bound's time is left
 ROUND_TIME_LEFT = 0.25
+#: the part of the time left that a warm-started round's SCS gets (the first gets `SCS_SHARE`)
+WARM_SCS_SHARE = 0.6
 #: SCS's tolerance: the bound does not depend on it (step 2), only how tight it is
 SCS_TOLERANCE = 1e-4
 _QP_ITERATIONS = 150
@@ -333,8 +335,9 @@ def semidefinite_bound(
     max_price_steps: int = 5000,
 ) -> SemidefiniteBound | None:
     """Steps 1-3 within about `time_limit` seconds: SCS gets `SCS_SHARE` of it, the price steps
-    the rest (at most `max_price_steps` in all), then, while a quarter of the time is left and
-    the last round helped, SCS again at the prices reached (warm-started), up to `MAX_ROUNDS`.
+    the rest (at most `max_price_steps` in all), then, while `ROUND_TIME_LEFT` of the time is
+    left and the last round helped, SCS again at the prices reached (warm-started), up to
+    `MAX_ROUNDS`.
     The core is `core_size` features, by default as many as SCS can take in its time. None when
     there is no redundancy to bound or SCS returned no usable duals."""
     begin = time.monotonic()
@@ -348,8 +351,7 @@ def semidefinite_bound(
     penalty = problem.penalty[np.ix_(core, core)]
     best = None  # (bound, j, form, SCS's status)
     dual, rounds, steps, sdp_s = None, 0, 0, 0.0
-    # Rounds: SCS at the current prices (warm-started after the first), then price steps with
-    # its reformulation; another round while a quarter of the time is left
+    # each round: SCS at the current prices, then price steps with its reformulation
     improved = True
     while rounds == 0 or (
         improved
@@ -362,7 +364,7 @@ def semidefinite_bound(
             feature_earnings(problem, nu)[core],
             penalty,
             n,
-            time_limit=(SCS_SHARE if rounds == 0 else 0.6) * left,
+            time_limit=(SCS_SHARE if rounds == 0 else WARM_SCS_SHARE) * left,
             tolerance=tolerance,
             warm_start=dual,
         )
