@@ -81,8 +81,10 @@ def browser():
     driver.quit()
 
 
-def _upload(browser, path: Path, done_selector: str) -> float:
-    """Seconds from handing `path` to the page's file input until `done_selector` shows."""
+def _upload(browser, path: Path, done_selector: str, done_text: str | None = None) -> float:
+    """Seconds from handing `path` to the page's file input until `done_selector` shows (holding
+    `done_text`, where given: an earlier upload's element of the same class may still be showing
+    while the page clears it)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as shown
     from selenium.webdriver.support.ui import WebDriverWait
@@ -96,7 +98,11 @@ def _upload(browser, path: Path, done_selector: str) -> float:
     )
     start = time.perf_counter()
     field.send_keys(str(path))
-    wait.until(shown.visibility_of_element_located((By.CSS_SELECTOR, done_selector)))
+    done = (By.CSS_SELECTOR, done_selector)
+    if done_text is None:
+        wait.until(shown.visibility_of_element_located(done))
+    else:
+        wait.until(shown.text_to_be_present_in_element(done, done_text))
     return time.perf_counter() - start
 
 
@@ -186,7 +192,7 @@ def test_bad_uploads_show_an_error_in_the_page(page, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
     for path, message in [(text, "not an image file"), (huge, "megapixels")]:
-        _upload(browser, path, ".qpm-error")
+        _upload(browser, path, ".qpm-error", done_text=path.name)
         error = browser.find_element(By.CSS_SELECTOR, ".qpm-error").text
         assert path.name in error and message in error, error
     # the server still answers: a good image after the bad ones
