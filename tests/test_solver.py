@@ -32,6 +32,16 @@ def brute_tau(R: np.ndarray, n: int) -> float:
     raise AssertionError("unreachable: the last candidate joins every pair")
 
 
+def brute_class_sets(values: np.ndarray, k: int) -> float:
+    """The best Σ values over distinct k-subsets of the n rows, one per class (column): a full
+    assignment problem over every k-subset."""
+    n, C = values.shape
+    subsets = list(itertools.combinations(range(n), k))
+    gain = np.array([[values[list(s), c].sum() for s in subsets] for c in range(C)])
+    rows, cols = linear_sum_assignment(gain, maximize=True)
+    return float(gain[rows, cols].sum())
+
+
 def brute_optimum(
     A: np.ndarray, R: np.ndarray, b: np.ndarray, n: int, k: int, redundancy_weight: float = 1.0
 ) -> float:
@@ -43,10 +53,7 @@ def brute_optimum(
     penalty = np.where((R >= tau) & (R > 0), (R - low) / (high - low), 0.0)
     best = -np.inf
     for sel in itertools.combinations(range(F), n):
-        subsets = list(itertools.combinations(sel, k))
-        gain = np.array([[A[list(s), c].sum() for s in subsets] for c in range(C)])
-        rows, cols = linear_sum_assignment(gain, maximize=True)
-        z_a = 1000.0 / (k * C) * gain[rows, cols].sum()
+        z_a = 1000.0 / (k * C) * brute_class_sets(A[list(sel)], k)
         z_r = sum(penalty[f, g] for f, g in itertools.combinations(sel, 2))
         best = max(best, z_a + b[list(sel)].sum() - redundancy_weight * z_r)
     return best

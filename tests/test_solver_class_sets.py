@@ -8,17 +8,9 @@ import math
 
 import numpy as np
 import pytest
-from scipy.optimize import linear_sum_assignment
+from test_solver import brute_class_sets
 
 from training.solver.class_sets import best_class_sets, top_subsets
-
-
-def brute_class_sets(values: np.ndarray, k: int) -> float:
-    n, C = values.shape
-    subsets = list(itertools.combinations(range(n), k))
-    gain = np.array([[values[list(s), c].sum() for s in subsets] for c in range(C)])
-    rows, cols = linear_sum_assignment(gain, maximize=True)
-    return float(gain[rows, cols].sum())
 
 
 @pytest.mark.parametrize("spread", [0.0, 0.05, 0.3])
